@@ -1,0 +1,268 @@
+"""ResNet v1 and v2, the CIFAR ResNets, and the plain networks of the degradation experiment.
+
+- He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
+  https://arxiv.org/abs/1512.03385 (v1, the CIFAR networks of section 4.2, plain networks).
+- He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016,
+  https://arxiv.org/abs/1603.05027 (v2, pre-activation).
+
+Each network is a block type plus per-stage repeats and filters, decoded by one builder.
+Conventions, chosen so that published weights load unchanged:
+
+- resnet50/101/152 and the v2 models follow keras.applications exactly (convolutions with biases,
+  stride in the first 1x1 convolution of a bottleneck, BN epsilon 1.001e-5, v2's stride in the last
+  block of a stage), so `weights="imagenet"` loads its weights and outputs agree within 1e-5.
+- resnet18/34 follow torchvision (no convolution biases, BN epsilon 1e-5), so their parameter
+  counts equal torchvision's.
+- Padding is symmetric (explicit ZeroPadding2D before strided convolutions), as in the Caffe and
+  PyTorch models, not TensorFlow's asymmetric "same".
+- The CIFAR networks (6n+2 layers: 16/32/64 filters) use the paper's option A shortcut (strided
+  identity plus zero channels), so a residual net and its plain twin have the same parameters.
+- BN momentum is 0.99 (keras.applications: 0.99 as well); `bn_momentum` sets it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from keras import layers
+
+from kerascnn.blocks.conv import BN_MOMENTUM, apply_conv_bn_act_block
+from kerascnn.blocks.residual import (RESNET_BN_EPSILON, apply_basic_block, apply_bottleneck_block,
+                                      apply_preact_bottleneck_block)
+from kerascnn.models.common import (apply_dense_classifier, apply_pooling, check_choice,
+                                    check_head_args, check_number, entry_signature,
+                                    feature_outputs, finish_model, resolve_input)
+from kerascnn.registry import preprocessing_caffe, preprocessing_tf, preprocessing_torch, register_model
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+    """A ResNet: block type, blocks per stage, base filters per stage and conventions.
+
+    Attributes:
+        block: "basic", "bottleneck" or "preact_bottleneck".
+        repeats: blocks per stage.
+        filters: base filters per stage (a bottleneck outputs 4x).
+        strides: stride of each stage (applied at its first block, or its last for v2).
+        stem: "imagenet" (7x7/2 conv + 3x3/2 max pool) or "cifar" (3x3 conv, 16 filters).
+        conv_bias: convolutions carry biases (keras.applications' ResNets do).
+        bn_epsilon: BatchNormalization epsilon.
+        shortcut_type: "projection" (1x1 conv) or "padding" (option A) when shapes change.
+        keras_applications: the counterpart's name, if any.
+    """
+
+    block: str
+    repeats: tuple
+    filters: tuple = (64, 128, 256, 512)
+    strides: tuple = (1, 2, 2, 2)
+    stem: str = "imagenet"
+    conv_bias: bool = False
+    bn_epsilon: float = 1e-5
+    shortcut_type: str = "projection"
+    keras_applications: str | None = None
+
+    @property
+    def output_strides(self):
+        return (None, 8, 16, 32) if self.stem == "imagenet" else (None,)
+
+    @property
+    def min_input_size(self):
+        return 32 if self.stem == "imagenet" else 8
+
+
+def _v1(repeats, **kw):
+    return ResNetSpec("bottleneck", repeats, conv_bias=True, bn_epsilon=RESNET_BN_EPSILON, **kw)
+
+
+def _v2(repeats, **kw):
+    return ResNetSpec("preact_bottleneck", repeats, strides=(2, 2, 2, 1), conv_bias=True,
+                      bn_epsilon=RESNET_BN_EPSILON, **kw)
+
+
+def _cifar(n):
+    return ResNetSpec("basic", (n, n, n), filters=(16, 32, 64), strides=(1, 2, 2), stem="cifar",
+                      shortcut_type="padding")
+
+
+RESNET18 = ResNetSpec("basic", (2, 2, 2, 2))
+RESNET34 = ResNetSpec("basic", (3, 4, 6, 3))
+RESNET50 = _v1((3, 4, 6, 3), keras_applications="ResNet50")
+RESNET101 = _v1((3, 4, 23, 3), keras_applications="ResNet101")
+RESNET152 = _v1((3, 8, 36, 3), keras_applications="ResNet152")
+RESNET50_V2 = _v2((3, 4, 6, 3), keras_applications="ResNet50V2")
+RESNET101_V2 = _v2((3, 4, 23, 3), keras_applications="ResNet101V2")
+RESNET152_V2 = _v2((3, 8, 36, 3), keras_applications="ResNet152V2")
+
+
+def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top=True,
+           classes=None, pooling=None, classifier_activation="softmax", dropout_rate=0.0,
+           weights=None, name=None, shortcut=True, se_ratio=None, drop_connect_rate=0.0,
+           output_stride=None, features_only=False, bn_momentum=BN_MOMENTUM):
+    """Builds a ResNet from its spec.
+
+    Args:
+        spec: the architecture (`RESNET50`, `RESNET50_V2`, ...).
+        input_shape: (height, width, channels); default (224, 224, 3), CIFAR nets (32, 32, 3).
+        input_tensor: optional Keras tensor to use as the input.
+        include_top: add the classifier.
+        classes: number of classes (default 1000, CIFAR nets 10).
+        pooling: None, "avg" or "max": global pooling of a headless model.
+        classifier_activation: activation of the classifier ("softmax", None for logits).
+        dropout_rate: dropout before the classifier.
+        weights: None, "imagenet" (models with a keras.applications counterpart) or a path.
+        name: model name.
+        shortcut: False removes every shortcut: the "plain" network of the same depth.
+        se_ratio: adds squeeze-and-excitation with this reduction ratio to every block (SENet
+            uses 1/16).
+        drop_connect_rate: stochastic depth rate of the last block, linearly less before.
+        output_stride: None, 8, 16 or 32 (ImageNet stems); below 32 the last strides become
+            dilations.
+        features_only: return {"P{n}": feature map} instead of a classifier.
+        bn_momentum: BatchNormalization momentum.
+
+    Returns:
+        A `keras.Model`.
+
+    Raises:
+        ValueError: for a bad value or an input below the architecture's minimum size.
+    """
+    is_cifar = spec.stem == "cifar"
+    classes = (10 if is_cifar else 1000) if classes is None else classes
+    if not isinstance(shortcut, bool):
+        raise ValueError(f"`shortcut` must be True or False. Received: shortcut={shortcut!r}")
+    if se_ratio is not None:
+        check_number("se_ratio", se_ratio, low=0.0, high=1.0)
+    check_number("drop_connect_rate", drop_connect_rate, low=0.0, high=0.99)
+    check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
+    check_choice("output_stride", output_stride, spec.output_strides)
+    imagenet_ok = spec.keras_applications is not None and shortcut and not se_ratio
+    check_head_args(include_top=include_top, classes=classes, pooling=pooling,
+                    classifier_activation=classifier_activation, dropout_rate=dropout_rate,
+                    weights=weights, has_imagenet_weights=imagenet_ok, features_only=features_only)
+    default_shape = (32, 32, 3) if is_cifar else (224, 224, 3)
+    image, inputs = resolve_input(model_name=name or "resnet", input_shape=input_shape,
+                                  input_tensor=input_tensor, default_shape=default_shape,
+                                  min_size=spec.min_input_size, include_top=include_top,
+                                  channels=3 if weights == "imagenet" else None)
+    bn = dict(bn_epsilon=spec.bn_epsilon, bn_momentum=bn_momentum)
+    preact = spec.block == "preact_bottleneck"
+
+    if is_cifar:
+        x = apply_conv_bn_act_block(image, filters=16, kernel_size=3, activation="relu",
+                                    use_bias=spec.conv_bias, name="stem", **bn)
+        endpoints, nominal = {1: x}, 1
+    else:
+        x = apply_conv_bn_act_block(image, filters=64, kernel_size=7, strides=2, padding="symmetric",
+                                    activation=None if preact else "relu", use_bias=spec.conv_bias,
+                                    batch_norm=not preact, name="stem", **bn)
+        endpoints, nominal = {2: x}, 2
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+        nominal *= 2
+        endpoints[nominal] = x
+    actual, rate = nominal, 1
+    total_blocks, block_index = sum(spec.repeats), 0
+
+    for i, (repeats, filters, stage_stride) in enumerate(
+            zip(spec.repeats, spec.filters, spec.strides), start=1):
+        for j in range(1, repeats + 1):
+            # v1 strides the first block of a stage; keras.applications' v2 strides the last.
+            strided_block = repeats if preact else 1
+            strides = stage_stride if j == strided_block else 1
+            block_rate = rate
+            if output_stride is not None and actual * strides > output_stride:
+                rate *= strides
+                strides = 1
+            actual *= strides
+            nominal *= stage_stride if j == strided_block else 1
+            common = dict(filters=filters, strides=strides, dilation_rate=block_rate,
+                          shortcut=shortcut, se_ratio=se_ratio, name=f"stage{i}_block{j}",
+                          drop_rate=drop_connect_rate * block_index / max(total_blocks - 1, 1), **bn)
+            if spec.block == "basic":
+                x = apply_basic_block(x, shortcut_type=spec.shortcut_type, use_bias=spec.conv_bias,
+                                      **common)
+            elif spec.block == "bottleneck":
+                x = apply_bottleneck_block(x, use_bias=spec.conv_bias, **common)
+            else:
+                x = apply_preact_bottleneck_block(x, conv_shortcut=(j == 1), **common)
+            block_index += 1
+            endpoints[nominal] = x
+
+    if preact:
+        x = layers.BatchNormalization(epsilon=spec.bn_epsilon, momentum=bn_momentum, name="head_bn")(x)
+        x = layers.ReLU(name="head_relu")(x)
+        endpoints[nominal] = x
+    if features_only:
+        outputs = feature_outputs(endpoints)
+    elif include_top:
+        outputs = apply_dense_classifier(x, classes=classes, dropout_rate=dropout_rate,
+                                         classifier_activation=classifier_activation)
+    else:
+        outputs = apply_pooling(x, pooling)
+
+    def imagenet_source():
+        import keras
+
+        return getattr(keras.applications, spec.keras_applications)(
+            include_top=include_top and not features_only, weights="imagenet")
+
+    return finish_model(inputs=inputs, outputs=outputs, name=name or "resnet", weights=weights,
+                        imagenet_source=imagenet_source, features_only=features_only)
+
+
+_PAPER_V1 = ("He et al., Deep Residual Learning for Image Recognition, CVPR 2016, "
+             "https://arxiv.org/abs/1512.03385")
+_PAPER_V2 = ("He et al., Identity Mappings in Deep Residual Networks, ECCV 2016, "
+             "https://arxiv.org/abs/1603.05027")
+_KA_TABLE = "keras.applications documentation table (single 224 crop)"
+_TV = "torchvision model card (IMAGENET1K_V1 weights)"
+
+
+def _register(name, spec, *, paper=_PAPER_V1, preprocessing=None, accuracy=None, shortcut=True):
+    """Registers `resnet(spec)` under `name`: the entry is a 3-line function like any other."""
+
+    @entry_signature(resnet)
+    def entry(**kwargs):
+        kwargs.setdefault("name", name)
+        kwargs.setdefault("shortcut", shortcut)
+        return resnet(spec, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = f"{name}: {spec.block} blocks, {spec.repeats} per stage."
+    default_shape = (32, 32, 3) if spec.stem == "cifar" else (224, 224, 3)
+    register_model(family="resnet", paper=paper, default_input_shape=default_shape,
+                   min_input_size=spec.min_input_size,
+                   preprocessing=preprocessing or preprocessing_tf(),
+                   published_accuracy=accuracy, keras_applications=spec.keras_applications)(entry)
+    return entry
+
+
+resnet18 = _register("resnet18", RESNET18, preprocessing=preprocessing_torch(),
+                     accuracy={"imagenet_top1": 69.76, "source": _TV})
+resnet34 = _register("resnet34", RESNET34, preprocessing=preprocessing_torch(),
+                     accuracy={"imagenet_top1": 73.31, "source": _TV})
+resnet50 = _register("resnet50", RESNET50, preprocessing=preprocessing_caffe(),
+                     accuracy={"imagenet_top1": 74.9, "source": _KA_TABLE})
+resnet101 = _register("resnet101", RESNET101, preprocessing=preprocessing_caffe(),
+                      accuracy={"imagenet_top1": 76.4, "source": _KA_TABLE})
+resnet152 = _register("resnet152", RESNET152, preprocessing=preprocessing_caffe(),
+                      accuracy={"imagenet_top1": 76.6, "source": _KA_TABLE})
+resnet50_v2 = _register("resnet50_v2", RESNET50_V2, paper=_PAPER_V2,
+                        accuracy={"imagenet_top1": 76.0, "source": _KA_TABLE})
+resnet101_v2 = _register("resnet101_v2", RESNET101_V2, paper=_PAPER_V2,
+                         accuracy={"imagenet_top1": 77.2, "source": _KA_TABLE})
+resnet152_v2 = _register("resnet152_v2", RESNET152_V2, paper=_PAPER_V2,
+                         accuracy={"imagenet_top1": 78.0, "source": _KA_TABLE})
+
+# CIFAR-10 test accuracy: 100 - error of Table 6 in the paper. Plain nets: same depth, no shortcuts.
+_TABLE6 = "paper, Table 6 (CIFAR-10)"
+resnet20_cifar = _register("resnet20_cifar", _cifar(3), accuracy={"cifar10_top1": 91.25, "source": _TABLE6})
+resnet32_cifar = _register("resnet32_cifar", _cifar(5), accuracy={"cifar10_top1": 92.49, "source": _TABLE6})
+resnet44_cifar = _register("resnet44_cifar", _cifar(7), accuracy={"cifar10_top1": 92.83, "source": _TABLE6})
+resnet56_cifar = _register("resnet56_cifar", _cifar(9), accuracy={"cifar10_top1": 93.03, "source": _TABLE6})
+resnet110_cifar = _register("resnet110_cifar", _cifar(18), accuracy={"cifar10_top1": 93.39, "source": _TABLE6})
+plain20_cifar = _register("plain20_cifar", _cifar(3), shortcut=False)
+plain32_cifar = _register("plain32_cifar", _cifar(5), shortcut=False)
+plain44_cifar = _register("plain44_cifar", _cifar(7), shortcut=False)
+plain56_cifar = _register("plain56_cifar", _cifar(9), shortcut=False)
+plain110_cifar = _register("plain110_cifar", _cifar(18), shortcut=False)
