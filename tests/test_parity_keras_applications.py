@@ -145,3 +145,81 @@ def test_keras_applications_source_matches_our_configuration():
     spec = mobilenet_module.MOBILENET_V2
     ka = mobilenet_module._keras_applications(spec, 0.5, include_top=True, weights=None)
     assert ka.count_params() == kerascnn.build("mobilenet_v2", alpha=0.5).count_params()
+
+
+@pytest.mark.parametrize("variant", ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"])
+def test_efficientnet_parity(variant):
+    """keras.applications' EfficientNet normalises inside the model (Rescaling(1/255) and a
+    Normalization layer with 7 weights); ours does not. Everything after that is identical: the
+    counts differ by exactly those 7 weights, and with the normalisation fed to ours outside the
+    model, the logits agree."""
+    size = 64
+    ka = getattr(keras.applications, f"EfficientNet{variant.upper()}")(
+        weights=None, input_shape=(size, size, 3), classifier_activation=None)
+    ours = kerascnn.build(f"efficientnet_{variant}", input_shape=(size, size, 3),
+                          classifier_activation=None)
+    normalization = [l for l in ka.layers if isinstance(l, keras.layers.Normalization)]
+    assert len(normalization) == 1
+    assert ka.count_params() - ours.count_params() == 7 == normalization[0].count_params()
+    _randomise(ka)
+    mean = np.array([0.2, 0.4, 0.6], "float32")
+    variance = np.array([0.25, 0.5, 1.0], "float32")
+    normalization[0].set_weights([mean, variance, np.array(1.0, "float32")])
+    ours.set_weights([w for w in ka.get_weights()[3:]])  # drop mean, variance, count
+    pixels = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    x = (pixels / 255.0 - mean) / np.sqrt(variance)
+    np.testing.assert_allclose(ours.predict(x, verbose=0), ka.predict(pixels, verbose=0), atol=1e-5)
+
+
+def test_efficientnet_imagenet_transfer_skips_only_the_normalization(monkeypatch):
+    original = keras.applications.EfficientNetB0
+    made = []
+
+    def fake(*args, weights=None, **kwargs):
+        made.append(original(*args, weights=None, **kwargs))
+        _randomise(made[-1])
+        return made[-1]
+
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", fake)
+    ours = kerascnn.build("efficientnet_b0", weights="imagenet", input_shape=(64, 64, 3))
+    theirs = [w for w in made[0].weights if not w.path.startswith("normalization")]
+    assert len(theirs) == len(ours.weights) == len(made[0].weights) - 3
+    for mine, source in zip(ours.weights, theirs):
+        np.testing.assert_array_equal(mine.numpy(), source.numpy())
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_se_resnet_counts_match_timm():
+    """timm's seresnet50/101/152 (no conv biases, SE ratio 1/16 rounded to multiples of 8):
+    28,088,024 / 49,326,872 / 66,821,848 parameters. PyTorch does not count BN running statistics
+    as parameters; Keras keeps them as non-trainable weights, so trainable counts are compared."""
+    assert _trainable(kerascnn.build("se_resnet50")) == 28_088_024
+    assert _trainable(kerascnn.build("se_resnet101")) == 49_326_872
+    assert _trainable(kerascnn.build("se_resnet152")) == 66_821_848
+
+
+def test_se_resnet18_34_are_resnet_plus_se_parameters():
+    """SE-ResNet-18/34 = torchvision's ResNet-18/34 (11,689,512 / 21,797,672) plus per basic block
+    2*C*r + r + C SE parameters, r = make_divisible(C / 16): r = 8, 8, 16, 32 for C = 64..512."""
+    def se_params(blocks_per_stage):
+        per_block = {64: 2 * 64 * 8 + 8 + 64, 128: 2 * 128 * 8 + 8 + 128,
+                     256: 2 * 256 * 16 + 16 + 256, 512: 2 * 512 * 32 + 32 + 512}
+        return sum(n * per_block[c] for n, c in zip(blocks_per_stage, (64, 128, 256, 512)))
+
+    assert _trainable(kerascnn.build("se_resnet18")) == 11_689_512 + se_params((2, 2, 2, 2))
+    assert _trainable(kerascnn.build("se_resnet34")) == 21_797_672 + se_params((3, 4, 6, 3))
+    assert se_params((2, 2, 2, 2)) == 90_112
+
+
+def test_se_ratio_option_on_mobilenet_and_resnet():
+    plain = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3))
+    se = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), se_ratio=0.25)
+    assert any(l.name.endswith("_se_scale") for l in se.layers)
+    assert se.count_params() > plain.count_params()
+    no_se = kerascnn.build("se_resnet18", se_ratio=0)
+    assert no_se.count_params() == kerascnn.build("resnet18").count_params()
+    v3 = kerascnn.build("mobilenet_v3_small", se_ratio=0)
+    assert not any("_se_" in l.name for l in v3.layers)

@@ -179,6 +179,8 @@ def feature_outputs(endpoints: dict) -> dict:
 def transfer_weights(source: keras.Model, target: keras.Model, *, allow_extra_source=False) -> None:
     """Copies weights variable by variable, in order, checking every shape.
 
+    Weights of `keras.layers.Normalization` layers in the source (input preprocessing) are skipped.
+
     Args:
         source: the model to read (e.g. a keras.applications model).
         target: the model to write.
@@ -188,7 +190,12 @@ def transfer_weights(source: keras.Model, target: keras.Model, *, allow_extra_so
     Raises:
         ValueError: when the counts or any shape differ, naming the first mismatch.
     """
-    src, dst = source.weights, target.weights
+    # keras.applications puts some preprocessing inside its models (EfficientNet's Normalization);
+    # ours is declared in model_info instead, so those weights have no counterpart.
+    skip = {id(v) for layer in source.layers if isinstance(layer, layers.Normalization)
+            for v in layer.weights}
+    src = [v for v in source.weights if id(v) not in skip]
+    dst = target.weights
     if len(src) < len(dst) or (len(src) != len(dst) and not allow_extra_source):
         raise ValueError(f"Cannot transfer weights from {source.name!r} ({len(src)} variables) to "
                          f"{target.name!r} ({len(dst)} variables).")

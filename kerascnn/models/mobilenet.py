@@ -1,4 +1,5 @@
-"""MobileNet V1, V2 and V3: one stage table per architecture, decoded by one builder.
+"""MobileNet V1, V2 and V3: one stage table per architecture, decoded by one builder (which
+EfficientNet, in efficientnet.py, shares).
 
 - V1: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
   Applications", 2017, https://arxiv.org/abs/1704.04861 (depthwise-separable convolutions).
@@ -24,6 +25,7 @@ ImageNet weights load unchanged (`weights="imagenet"`) and outputs agree within 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from keras import layers
 
@@ -84,15 +86,25 @@ class MobileNetSpec:
     hidden_filters: int | None = None
     classifier: str = "dense"  # "dense" or "conv"
     se_gate: str = "sigmoid"
+    se_activation: str = "relu"
+    se_rule: str = "expanded"  # squeeze width from the expanded width, or "input" (EfficientNet)
     default_se_ratio: float | None = None
+    head_scale: str = "above_one"  # scale the head with the width only when it is > 1, or "always"
+    default_dropout: float = 0.2
+    default_drop_connect: float = 0.0
+    width_coefficient: float = 1.0
+    depth_coefficient: float = 1.0
+    default_size: int = 224
     imagenet_alphas: tuple = ()
     keras_applications: str = ""
+    registry_name: str = ""
 
 
 # V1, Table 1 of the paper: each row is a depthwise-separable block (stride on the first).
 MOBILENET_V1 = MobileNetSpec(
     block="separable", stem_filters=32, stem_activation="relu6", width_rule="truncate",
-    classifier="conv", imagenet_alphas=(0.25, 0.5, 0.75, 1.0), keras_applications="MobileNet",
+    classifier="conv", default_dropout=1e-3, imagenet_alphas=(0.25, 0.5, 0.75, 1.0),
+    keras_applications="MobileNet", registry_name="mobilenet_v1",
     stages=(
         Stage(64, 1, 1),
         Stage(128, 2, 2),
@@ -106,6 +118,7 @@ MOBILENET_V2 = MobileNetSpec(
     block="inverted_residual", stem_filters=32, stem_activation="relu6",
     width_rule="divisible_int", head_filters=1280, head_activation="relu6",
     imagenet_alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4), keras_applications="MobileNetV2",
+    registry_name="mobilenet_v2",
     stages=(
         #     c  n  s  t
         Stage(16, 1, 1, 1),
@@ -124,7 +137,7 @@ MOBILENET_V3_LARGE = MobileNetSpec(
     block="inverted_residual", stem_filters=16, stem_activation=HS, width_rule="divisible",
     scale_stem=False, head_filters="6x", head_activation=HS, hidden_filters=1280,
     classifier="conv", se_gate="hard_sigmoid", default_se_ratio=0.25, imagenet_alphas=(0.75, 1.0),
-    keras_applications="MobileNetV3Large",
+    keras_applications="MobileNetV3Large", registry_name="mobilenet_v3_large",
     stages=(
         Stage(16, 1, 1, 1, 3, "relu"),
         Stage(24, 2, 2, (4, 3), 3, "relu"),
@@ -137,6 +150,7 @@ MOBILENET_V3_LARGE = MobileNetSpec(
 # V3-Small, Table 2 of the paper.
 MOBILENET_V3_SMALL = dataclasses.replace(
     MOBILENET_V3_LARGE, hidden_filters=1024, keras_applications="MobileNetV3Small",
+    registry_name="mobilenet_v3_small",
     stages=(
         Stage(16, 1, 2, 1, 3, "relu", se=True),
         Stage(24, 2, 2, (72 / 16, 88 / 24), 3, "relu"),
@@ -146,12 +160,12 @@ MOBILENET_V3_SMALL = dataclasses.replace(
     ))
 
 
-def _scale(filters, alpha, rule):
+def _scale(filters, width, rule):
     if rule == "truncate":
-        return int(filters * alpha)
+        return int(filters * width)
     if rule == "divisible_int":
-        return make_divisible(int(filters * alpha))
-    return make_divisible(filters * alpha)
+        return make_divisible(int(filters * width))
+    return make_divisible(filters * width)
 
 
 def _minimalistic(spec: MobileNetSpec) -> MobileNetSpec:
@@ -161,31 +175,43 @@ def _minimalistic(spec: MobileNetSpec) -> MobileNetSpec:
     return dataclasses.replace(spec, stages=stages, stem_activation="relu", head_activation="relu")
 
 
+def _stage_expansions(stage: Stage, depth: float):
+    """Per-block expansion ratios after depth scaling (ceil(depth * repeats) blocks)."""
+    expansions = stage.expansions()
+    repeats = int(math.ceil(depth * stage.repeats))
+    return expansions[:repeats] + (expansions[-1],) * (repeats - len(expansions))
+
+
 def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, include_top=True,
               classes=1000, pooling=None, classifier_activation="softmax", dropout_rate=None,
               weights=None, name=None, alpha=1.0, depth_multiplier=1, minimalistic=False,
-              se_ratio=None, drop_connect_rate=0.0, output_stride=None, features_only=False,
+              width_coefficient=None, depth_coefficient=None, se_ratio=None,
+              drop_connect_rate=None, output_stride=None, features_only=False,
               bn_momentum=BN_MOMENTUM):
-    """Builds a MobileNet from its stage table.
+    """Builds a MobileNet or EfficientNet from its stage table.
 
     Args:
-        spec: the architecture (`MOBILENET_V1`, `MOBILENET_V2`, `MOBILENET_V3_LARGE`, ...).
-        input_shape: (height, width, channels); spatial dims may be None. Default (224, 224, 3).
+        spec: the architecture (`MOBILENET_V2`, `MOBILENET_V3_LARGE`, `EFFICIENTNETS["b0"]`, ...).
+        input_shape: (height, width, channels); spatial dims may be None. Default: the spec's
+            resolution (224 for MobileNets, 224-600 for EfficientNet B0-B7).
         input_tensor: optional Keras tensor to use as the input.
         include_top: add the classifier.
         classes: number of classes of the classifier.
         pooling: None, "avg" or "max": global pooling of a headless model.
         classifier_activation: activation of the classifier ("softmax", None for logits).
-        dropout_rate: dropout before the classifier (default: 1e-3 for V1 as in
-            keras.applications, 0.2 for V2 and V3).
+        dropout_rate: dropout before the classifier (default: the spec's; 1e-3 for V1 as in
+            keras.applications, 0.2 for V2 and V3, 0.2-0.5 for EfficientNet B0-B7).
         weights: None, "imagenet" (keras.applications' weights) or a path to a weights file.
         name: model name (default: the registry name).
-        alpha: width multiplier.
+        alpha: width multiplier (MobileNets).
         depth_multiplier: depthwise channel multiplier (V1 only).
         minimalistic: V3 without hard-swish, SE and 5x5 kernels.
-        se_ratio: squeeze-and-excitation ratio. V1/V2: adds SE to every block; V3: the ratio of
-            its SE blocks (default 0.25), 0 removes them.
-        drop_connect_rate: stochastic depth rate of the last residual block, linearly less before.
+        width_coefficient: EfficientNet's width scaling (default: the variant's).
+        depth_coefficient: EfficientNet's depth scaling: ceil(depth_coefficient * repeats) blocks.
+        se_ratio: squeeze-and-excitation ratio. V1/V2: adds SE to every block; V3/EfficientNet:
+            the ratio of their SE blocks (default 0.25), 0 removes them.
+        drop_connect_rate: stochastic depth: block b of B drops its residual branch with
+            probability drop_connect_rate * b / B (default 0 for MobileNets, 0.2 for EfficientNet).
         output_stride: None (32), 8, 16 or 32; below 32 the last strides become dilations.
         features_only: return {"P1".."P5": feature map} instead of a classifier.
         bn_momentum: BatchNormalization momentum.
@@ -198,7 +224,7 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
             this configuration.
     """
     is_v1, is_v3 = spec.block == "separable", spec.se_gate == "hard_sigmoid"
-    name = name or _registry_name(spec)
+    name = name or spec.registry_name
     check_number("alpha", alpha, low=0, low_inclusive=False)
     check_number("depth_multiplier", depth_multiplier, low=1, integer=True)
     if depth_multiplier != 1 and not is_v1:
@@ -206,14 +232,22 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
                          f"Received: depth_multiplier={depth_multiplier}")
     if minimalistic and not is_v3:
         raise ValueError(f"`minimalistic` applies to MobileNetV3 only. Received: minimalistic={minimalistic}")
+    width_coefficient = spec.width_coefficient if width_coefficient is None else width_coefficient
+    depth_coefficient = spec.depth_coefficient if depth_coefficient is None else depth_coefficient
+    check_number("width_coefficient", width_coefficient, low=0, low_inclusive=False)
+    check_number("depth_coefficient", depth_coefficient, low=0, low_inclusive=False)
     check_choice("output_stride", output_stride, OUTPUT_STRIDES)
+    drop_connect_rate = spec.default_drop_connect if drop_connect_rate is None else drop_connect_rate
     check_number("drop_connect_rate", drop_connect_rate, low=0.0, high=0.99)
     check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
     if se_ratio is not None:
         check_number("se_ratio", se_ratio, low=0.0, high=1.0)
-    dropout_rate = (1e-3 if is_v1 else 0.2) if dropout_rate is None else dropout_rate
+    dropout_rate = spec.default_dropout if dropout_rate is None else dropout_rate
     se_ratio = spec.default_se_ratio if se_ratio is None else se_ratio
+    width, depth = alpha * width_coefficient, depth_coefficient
     imagenet_ok = (alpha in spec.imagenet_alphas and depth_multiplier == 1
+                   and width_coefficient == spec.width_coefficient
+                   and depth_coefficient == spec.depth_coefficient
                    and se_ratio == spec.default_se_ratio and (not minimalistic or alpha == 1.0))
     check_head_args(include_top=include_top, classes=classes, pooling=pooling,
                     classifier_activation=classifier_activation, dropout_rate=dropout_rate,
@@ -221,20 +255,21 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
     if minimalistic:
         spec = _minimalistic(spec)
     image, inputs = resolve_input(model_name=name, input_shape=input_shape, input_tensor=input_tensor,
-                                  default_shape=(224, 224, 3), min_size=32, include_top=include_top,
-                                  channels=3 if weights == "imagenet" else None)
+                                  default_shape=(spec.default_size, spec.default_size, 3), min_size=32,
+                                  include_top=include_top, channels=3 if weights == "imagenet" else None)
     bn = dict(bn_momentum=bn_momentum)
 
-    stem_filters = _scale(spec.stem_filters, alpha, spec.width_rule) if spec.scale_stem else spec.stem_filters
+    stem_filters = _scale(spec.stem_filters, width, spec.width_rule) if spec.scale_stem else spec.stem_filters
     x = apply_conv_bn_act_block(image, filters=stem_filters, kernel_size=3, strides=2,
                                 activation=spec.stem_activation, name="stem", **bn)
     endpoints = {2: x}
     nominal, actual, rate = 2, 2, 1
-    total_blocks = sum(s.repeats for s in spec.stages)
+    stage_expansions = [_stage_expansions(stage, depth) for stage in spec.stages]
+    total_blocks = sum(len(e) for e in stage_expansions)
     block_index = 0
-    for i, stage in enumerate(spec.stages, start=1):
-        filters = _scale(stage.filters, alpha, spec.width_rule)
-        for j, expansion in enumerate(stage.expansions(), start=1):
+    for i, (stage, expansions) in enumerate(zip(spec.stages, stage_expansions), start=1):
+        filters = _scale(stage.filters, width, spec.width_rule)
+        for j, expansion in enumerate(expansions, start=1):
             strides = stage.strides if j == 1 else 1
             block_rate = rate
             if output_stride is not None and actual * strides > output_stride:
@@ -245,7 +280,7 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
                 strides_used = strides
             nominal *= strides
             block_name = f"stage{i}_block{j}"
-            se = se_ratio if (stage.se or not is_v3) else None
+            se = se_ratio if (stage.se or not (is_v3 or spec.se_rule == "input")) else None
             if is_v1:
                 x = apply_depthwise_separable_block(
                     x, filters=filters, kernel_size=stage.kernel_size, strides=strides_used,
@@ -254,25 +289,36 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
             else:
                 in_filters = x.shape[-1]
                 expand = in_filters if expansion == 1 else make_divisible(in_filters * expansion)
+                if not se:
+                    se_filters = None
+                elif spec.se_rule == "input":
+                    se_filters = max(1, int(in_filters * se))
+                else:
+                    se_filters = make_divisible(expand * se)
                 x = apply_inverted_residual_block(
                     x, filters=filters, expand_filters=expand, kernel_size=stage.kernel_size,
                     strides=strides_used, dilation_rate=block_rate, activation=stage.activation,
-                    se_filters=make_divisible(expand * se) if se else None, se_gate=spec.se_gate,
-                    drop_rate=drop_connect_rate * block_index / max(total_blocks - 1, 1),
-                    name=block_name, **bn)
+                    se_filters=se_filters, se_gate=spec.se_gate, se_activation=spec.se_activation,
+                    drop_rate=drop_connect_rate * block_index / total_blocks, name=block_name, **bn)
             block_index += 1
             endpoints[nominal] = x
+
+    def imagenet_source(top):
+        return _keras_applications(spec, alpha, top, minimalistic, depth_multiplier, classes,
+                                   dropout_rate)
 
     if features_only:
         return finish_model(inputs=inputs, outputs=feature_outputs(endpoints), name=name,
                             weights=weights, features_only=True,
-                            imagenet_source=lambda: _keras_applications(spec, alpha, False, minimalistic))
+                            imagenet_source=lambda: imagenet_source(False))
 
     if spec.head_filters is not None:
         if spec.head_filters == "6x":
             head = make_divisible(x.shape[-1] * 6)
+        elif spec.head_scale == "always" or width > 1.0:
+            head = make_divisible(spec.head_filters * width)
         else:
-            head = make_divisible(spec.head_filters * alpha) if alpha > 1.0 else spec.head_filters
+            head = spec.head_filters
         x = apply_conv_bn_act_block(x, filters=head, kernel_size=1, activation=spec.head_activation,
                                     name="head", **bn)
     if not include_top:
@@ -283,22 +329,14 @@ def mobilenet(spec: MobileNetSpec, *, input_shape=None, input_tensor=None, inclu
     else:
         x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
         if spec.hidden_filters:
-            hidden = make_divisible(spec.hidden_filters * alpha) if alpha > 1.0 else spec.hidden_filters
+            hidden = make_divisible(spec.hidden_filters * width) if width > 1.0 else spec.hidden_filters
             x = layers.Conv2D(hidden, 1, padding="same", name="head_hidden_conv")(x)
             x = apply_activation(x, spec.head_activation, name=f"head_hidden_{spec.head_activation}")
         if dropout_rate > 0:
             x = layers.Dropout(dropout_rate, name="head_dropout")(x)
         x = apply_conv_classifier(x, classes=classes, classifier_activation=classifier_activation)
     return finish_model(inputs=inputs, outputs=x, name=name, weights=weights,
-                        imagenet_source=lambda: _keras_applications(
-                            spec, alpha, include_top, minimalistic, depth_multiplier, classes,
-                            dropout_rate))
-
-
-def _registry_name(spec):
-    return {"MobileNet": "mobilenet_v1", "MobileNetV2": "mobilenet_v2",
-            "MobileNetV3Large": "mobilenet_v3_large",
-            "MobileNetV3Small": "mobilenet_v3_small"}[spec.keras_applications]
+                        imagenet_source=lambda: imagenet_source(include_top))
 
 
 def _keras_applications(spec, alpha, include_top, minimalistic=False, depth_multiplier=1,
@@ -308,16 +346,21 @@ def _keras_applications(spec, alpha, include_top, minimalistic=False, depth_mult
     import keras
 
     builder = getattr(keras.applications, spec.keras_applications)
-    kwargs = dict(alpha=alpha, include_top=include_top, weights=weights, classes=classes)
+    kwargs = dict(include_top=include_top, weights=weights, classes=classes)
     if spec.block == "separable":
-        kwargs.update(depth_multiplier=depth_multiplier, dropout=dropout_rate or 1e-3)
+        kwargs.update(alpha=alpha, depth_multiplier=depth_multiplier, dropout=dropout_rate or 1e-3)
     elif spec.se_gate == "hard_sigmoid":
-        kwargs.update(minimalistic=minimalistic, include_preprocessing=False,
+        kwargs.update(alpha=alpha, minimalistic=minimalistic, include_preprocessing=False,
                       dropout_rate=dropout_rate)
+    elif spec.se_rule != "input":  # EfficientNet's builders take no width argument
+        kwargs.update(alpha=alpha)
     return builder(**kwargs)
 
 
+_EFFICIENTNET_ARGS = ("width_coefficient", "depth_coefficient")
+
 _PAPERS = {
+
     "v1": "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision "
           "Applications, 2017, https://arxiv.org/abs/1704.04861",
     "v2": "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018, "
@@ -328,7 +371,7 @@ _PAPERS = {
 
 @register_model(family="mobilenet", paper=_PAPERS["v1"], keras_applications="MobileNet",
                 published_accuracy={"imagenet_top1": 70.6, "source": "paper, Table 8 (1.0 MobileNet-224)"})
-@entry_signature(mobilenet, exclude=("minimalistic",))
+@entry_signature(mobilenet, exclude=("minimalistic", *_EFFICIENTNET_ARGS))
 def mobilenet_v1(**kwargs):
     """MobileNet V1: depthwise-separable convolutions with width (`alpha`) and depth multipliers."""
     return mobilenet(MOBILENET_V1, **kwargs)
@@ -336,7 +379,7 @@ def mobilenet_v1(**kwargs):
 
 @register_model(family="mobilenet", paper=_PAPERS["v2"], keras_applications="MobileNetV2",
                 published_accuracy={"imagenet_top1": 72.0, "source": "paper, Table 4 (1.0, 224)"})
-@entry_signature(mobilenet, exclude=("minimalistic", "depth_multiplier"))
+@entry_signature(mobilenet, exclude=("minimalistic", "depth_multiplier", *_EFFICIENTNET_ARGS))
 def mobilenet_v2(**kwargs):
     """MobileNetV2: inverted residuals with linear bottlenecks, ReLU6, `alpha` from 0.35 to 1.4."""
     return mobilenet(MOBILENET_V2, **kwargs)
@@ -344,7 +387,7 @@ def mobilenet_v2(**kwargs):
 
 @register_model(family="mobilenet", paper=_PAPERS["v3"], keras_applications="MobileNetV3Small",
                 published_accuracy={"imagenet_top1": 67.4, "source": "paper, Table 3 (Small 1.0)"})
-@entry_signature(mobilenet, exclude=("depth_multiplier",))
+@entry_signature(mobilenet, exclude=("depth_multiplier", *_EFFICIENTNET_ARGS))
 def mobilenet_v3_small(**kwargs):
     """MobileNetV3-Small: hard-swish, squeeze-and-excitation with a hard-sigmoid gate."""
     return mobilenet(MOBILENET_V3_SMALL, **kwargs)
@@ -352,7 +395,8 @@ def mobilenet_v3_small(**kwargs):
 
 @register_model(family="mobilenet", paper=_PAPERS["v3"], keras_applications="MobileNetV3Large",
                 published_accuracy={"imagenet_top1": 75.2, "source": "paper, Table 3 (Large 1.0)"})
-@entry_signature(mobilenet, exclude=("depth_multiplier",))
+@entry_signature(mobilenet, exclude=("depth_multiplier", *_EFFICIENTNET_ARGS))
 def mobilenet_v3_large(**kwargs):
     """MobileNetV3-Large: hard-swish, squeeze-and-excitation with a hard-sigmoid gate."""
     return mobilenet(MOBILENET_V3_LARGE, **kwargs)
+

@@ -59,6 +59,7 @@ class ResNetSpec:
     conv_bias: bool = False
     bn_epsilon: float = 1e-5
     shortcut_type: str = "projection"
+    se_ratio: float | None = None
     keras_applications: str | None = None
 
     @property
@@ -92,6 +93,13 @@ RESNET152 = _v1((3, 8, 36, 3), keras_applications="ResNet152")
 RESNET50_V2 = _v2((3, 4, 6, 3), keras_applications="ResNet50V2")
 RESNET101_V2 = _v2((3, 4, 23, 3), keras_applications="ResNet101V2")
 RESNET152_V2 = _v2((3, 8, 36, 3), keras_applications="ResNet152V2")
+# SE-ResNets: squeeze-and-excitation (ratio 1/16) before each residual addition, on torchvision-
+# style ResNets (no conv biases), as timm's seresnet* models.
+SE_RESNET18 = dataclasses.replace(RESNET18, se_ratio=1 / 16)
+SE_RESNET34 = dataclasses.replace(RESNET34, se_ratio=1 / 16)
+SE_RESNET50 = ResNetSpec("bottleneck", (3, 4, 6, 3), se_ratio=1 / 16)
+SE_RESNET101 = ResNetSpec("bottleneck", (3, 4, 23, 3), se_ratio=1 / 16)
+SE_RESNET152 = ResNetSpec("bottleneck", (3, 8, 36, 3), se_ratio=1 / 16)
 
 
 def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top=True,
@@ -112,9 +120,10 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
         weights: None, "imagenet" (models with a keras.applications counterpart) or a path.
         name: model name.
         shortcut: False removes every shortcut: the "plain" network of the same depth.
-        se_ratio: adds squeeze-and-excitation with this reduction ratio to every block (SENet
-            uses 1/16).
-        drop_connect_rate: stochastic depth rate of the last block, linearly less before.
+        se_ratio: adds squeeze-and-excitation with this reduction ratio to every block (default:
+            none; 1/16 for the se_resnet models, as in SENet). 0 removes it.
+        drop_connect_rate: stochastic depth: block b of B drops its residual branch with
+            probability drop_connect_rate * b / B.
         output_stride: None, 8, 16 or 32 (ImageNet stems); below 32 the last strides become
             dilations.
         features_only: return {"P{n}": feature map} instead of a classifier.
@@ -127,6 +136,7 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
         ValueError: for a bad value or an input below the architecture's minimum size.
     """
     is_cifar = spec.stem == "cifar"
+    se_ratio = spec.se_ratio if se_ratio is None else se_ratio
     classes = (10 if is_cifar else 1000) if classes is None else classes
     if not isinstance(shortcut, bool):
         raise ValueError(f"`shortcut` must be True or False. Received: shortcut={shortcut!r}")
@@ -135,7 +145,7 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
     check_number("drop_connect_rate", drop_connect_rate, low=0.0, high=0.99)
     check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
     check_choice("output_stride", output_stride, spec.output_strides)
-    imagenet_ok = spec.keras_applications is not None and shortcut and not se_ratio
+    imagenet_ok = spec.keras_applications is not None and shortcut and se_ratio == spec.se_ratio
     check_head_args(include_top=include_top, classes=classes, pooling=pooling,
                     classifier_activation=classifier_activation, dropout_rate=dropout_rate,
                     weights=weights, has_imagenet_weights=imagenet_ok, features_only=features_only)
@@ -177,7 +187,7 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
             nominal *= stage_stride if j == strided_block else 1
             common = dict(filters=filters, strides=strides, dilation_rate=block_rate,
                           shortcut=shortcut, se_ratio=se_ratio, name=f"stage{i}_block{j}",
-                          drop_rate=drop_connect_rate * block_index / max(total_blocks - 1, 1), **bn)
+                          drop_rate=drop_connect_rate * block_index / total_blocks, **bn)
             if spec.block == "basic":
                 x = apply_basic_block(x, shortcut_type=spec.shortcut_type, use_bias=spec.conv_bias,
                                       **common)
@@ -214,11 +224,14 @@ _PAPER_V1 = ("He et al., Deep Residual Learning for Image Recognition, CVPR 2016
              "https://arxiv.org/abs/1512.03385")
 _PAPER_V2 = ("He et al., Identity Mappings in Deep Residual Networks, ECCV 2016, "
              "https://arxiv.org/abs/1603.05027")
+_PAPER_SE = ("Hu et al., Squeeze-and-Excitation Networks, CVPR 2018, "
+             "https://arxiv.org/abs/1709.01507")
 _KA_TABLE = "keras.applications documentation table (single 224 crop)"
 _TV = "torchvision model card (IMAGENET1K_V1 weights)"
 
 
-def _register(name, spec, *, paper=_PAPER_V1, preprocessing=None, accuracy=None, shortcut=True):
+def _register(name, spec, *, paper=_PAPER_V1, preprocessing=None, accuracy=None, shortcut=True,
+              family="resnet"):
     """Registers `resnet(spec)` under `name`: the entry is a 3-line function like any other."""
 
     @entry_signature(resnet)
@@ -228,9 +241,10 @@ def _register(name, spec, *, paper=_PAPER_V1, preprocessing=None, accuracy=None,
         return resnet(spec, **kwargs)
 
     entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = f"{name}: {spec.block} blocks, {spec.repeats} per stage."
+    entry.__doc__ = f"{name}: {spec.block} blocks, {spec.repeats} per stage" + (
+        f", squeeze-and-excitation 1/{round(1 / spec.se_ratio)}." if spec.se_ratio else ".")
     default_shape = (32, 32, 3) if spec.stem == "cifar" else (224, 224, 3)
-    register_model(family="resnet", paper=paper, default_input_shape=default_shape,
+    register_model(family=family, paper=paper, default_input_shape=default_shape,
                    min_input_size=spec.min_input_size,
                    preprocessing=preprocessing or preprocessing_tf(),
                    published_accuracy=accuracy, keras_applications=spec.keras_applications)(entry)
@@ -253,6 +267,20 @@ resnet101_v2 = _register("resnet101_v2", RESNET101_V2, paper=_PAPER_V2,
                          accuracy={"imagenet_top1": 77.2, "source": _KA_TABLE})
 resnet152_v2 = _register("resnet152_v2", RESNET152_V2, paper=_PAPER_V2,
                          accuracy={"imagenet_top1": 78.0, "source": _KA_TABLE})
+_SE_TOP1 = "paper, Table 2 (single 224 crop, re-implementation column)"
+se_resnet18 = _register("se_resnet18", SE_RESNET18, paper=_PAPER_SE, family="senet",
+                        preprocessing=preprocessing_torch())
+se_resnet34 = _register("se_resnet34", SE_RESNET34, paper=_PAPER_SE, family="senet",
+                        preprocessing=preprocessing_torch())
+se_resnet50 = _register("se_resnet50", SE_RESNET50, paper=_PAPER_SE, family="senet",
+                        preprocessing=preprocessing_torch(),
+                        accuracy={"imagenet_top1": 76.71, "source": _SE_TOP1})
+se_resnet101 = _register("se_resnet101", SE_RESNET101, paper=_PAPER_SE, family="senet",
+                         preprocessing=preprocessing_torch(),
+                         accuracy={"imagenet_top1": 77.62, "source": _SE_TOP1})
+se_resnet152 = _register("se_resnet152", SE_RESNET152, paper=_PAPER_SE, family="senet",
+                         preprocessing=preprocessing_torch(),
+                         accuracy={"imagenet_top1": 78.43, "source": _SE_TOP1})
 
 # CIFAR-10 test accuracy: 100 - error of Table 6 in the paper. Plain nets: same depth, no shortcuts.
 _TABLE6 = "paper, Table 6 (CIFAR-10)"
