@@ -1,0 +1,172 @@
+"""Keras model -> TFLite flatbuffer, with builtin ops only and a fixed batch size.
+
+Why not `model.export(format="litert")` or `TFLiteConverter.from_keras_model`: Keras's LiteRT
+export always enables Flex (SELECT_TF_OPS), which a phone's stock interpreter cannot run, and a
+dynamic batch dimension adds SHAPE/PACK/STRIDED_SLICE ops around squeeze-and-excitation blocks
+that split GPU/NPU delegate graphs. Here the model is traced at a fixed batch size, its variables
+are frozen into constants (otherwise the converter keeps READ_VARIABLE ops and int8 calibration
+fails), and the converter is restricted to builtin ops unless the caller opts in.
+"""
+
+from __future__ import annotations
+
+import re
+import numpy as np
+
+TFLITE_KINDS = ("float32", "float16", "dynamic_int8", "int8", "qat_int8")
+IO_DTYPES = ("int8", "uint8", "float32")
+
+
+class FlexOpsError(ValueError):
+    """The model needs TensorFlow ops outside TFLite's builtin set."""
+
+
+def _frozen_function(model, batch_size: int):
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    if len(model.inputs) != 1:
+        raise ValueError(f"Export supports single-input models; {model.name!r} has {len(model.inputs)}.")
+    shape = [batch_size, *model.inputs[0].shape[1:]]
+    if any(d is None for d in shape):
+        raise ValueError("Export needs known height, width and channels; build the model with e.g. "
+                         f"input_shape=(224, 224, 3). Received input shape: {tuple(model.inputs[0].shape)}")
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="image")])
+    def serve(image):
+        return model(image, training=False)
+
+    return convert_variables_to_constants_v2(serve.get_concrete_function())
+
+
+def _representative(data, model_input_shape, steps: int):
+    """A representative-dataset generator yielding single float32 samples of the input shape.
+
+    `data` may be an array of model inputs (N, H, W, C), a tf.data.Dataset of inputs or of
+    (inputs, labels) batches, or any iterable of such.
+    """
+    def samples():
+        count = 0
+        for item in (data if not isinstance(data, np.ndarray) else [data]):
+            batch = item[0] if isinstance(item, (tuple, list)) else item
+            batch = np.asarray(batch, dtype=np.float32)
+            if batch.ndim == len(model_input_shape) - 1:
+                batch = batch[None]
+            for sample in batch:
+                if count >= steps:
+                    return
+                yield [sample[None]]
+                count += 1
+
+    first = next(iter(samples()), None)
+    if first is None:
+        raise ValueError("`representative_data` is empty: full-integer quantization needs samples "
+                         "of the model's input to calibrate activation ranges.")
+    if tuple(first[0].shape[1:]) != tuple(model_input_shape[1:]):
+        raise ValueError(f"`representative_data` samples have shape {tuple(first[0].shape[1:])}; "
+                         f"the model takes {tuple(model_input_shape[1:])}.")
+    return samples
+
+
+def _layer_names_in(message: str, model) -> list[str]:
+    names = {layer.name for layer in model.layers}
+    found = re.findall(r"[\w/]+", message)
+    hits = []
+    for token in found:
+        for part in token.split("/"):
+            if part in names and part not in hits:
+                hits.append(part)
+    return hits
+
+
+def to_tflite(model, kind: str = "float32", *, representative_data=None, io_dtype: str = "int8",
+              calibration_steps: int = 200, batch_size: int = 1, allow_flex: bool = False) -> bytes:
+    """Converts a Keras model to a TFLite flatbuffer.
+
+    Args:
+        model: a single-input Keras model with a known input size.
+        kind: "float32", "float16" (float16 weights), "dynamic_int8" (int8 weights, float
+            activations), "int8" (full integer, calibrated with `representative_data`) or
+            "qat_int8" (full integer from a model with fake-quantization: no calibration needed).
+        representative_data: model inputs for int8 calibration: an array (N, H, W, C), a
+            tf.data.Dataset of inputs or (inputs, labels), or an iterable of batches.
+        io_dtype: input/output type of the integer models: "int8", "uint8" or "float32".
+        calibration_steps: samples used for calibration.
+        batch_size: the fixed batch size of the exported model.
+        allow_flex: permit TensorFlow (Flex) ops; the stock interpreter on a phone cannot run them.
+
+    Returns:
+        The flatbuffer bytes.
+
+    Raises:
+        ValueError: bad arguments or missing calibration data.
+        FlexOpsError: the model needs ops outside TFLite's builtin set (names the layers).
+    """
+    import tensorflow as tf
+
+    if kind not in TFLITE_KINDS:
+        raise ValueError(f"`kind` must be one of {list(TFLITE_KINDS)}. Received: kind={kind!r}")
+    if io_dtype not in IO_DTYPES:
+        raise ValueError(f"`io_dtype` must be one of {list(IO_DTYPES)}. Received: io_dtype={io_dtype!r}")
+    frozen = _frozen_function(model, batch_size)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    builtins = tf.lite.OpsSet.TFLITE_BUILTINS
+    ops = [builtins]
+    if kind == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif kind == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif kind in ("int8", "qat_int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if kind == "int8":
+            if representative_data is None:
+                raise ValueError("kind='int8' needs `representative_data` to calibrate activation "
+                                 "ranges (e.g. 100-500 training images, preprocessed as the model expects).")
+            converter.representative_dataset = _representative(
+                representative_data, [batch_size, *model.inputs[0].shape[1:]], calibration_steps)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_dtype != "float32":
+            converter.inference_input_type = getattr(tf, io_dtype)
+            converter.inference_output_type = getattr(tf, io_dtype)
+    if allow_flex:
+        ops = ops + [tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = ops
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter raises ConverterError and friends
+        message = str(err)
+        if "select" in message.lower() or "not supported" in message.lower() or "flex" in message.lower():
+            layers = _layer_names_in(message, model)
+            where = f" in layer(s) {layers}" if layers else ""
+            raise FlexOpsError(
+                f"{model.name!r} needs TensorFlow ops that TFLite's builtin set lacks{where}. A "
+                "phone's stock interpreter cannot run them; pass allow_flex=True to export anyway "
+                f"(Flex delegate required). Converter said: {message.strip()[:800]}") from err
+        raise
+
+
+def tflite_ops(content: bytes) -> list[str]:
+    """Sorted names of the operators in a TFLite flatbuffer."""
+    interpreter = _interpreter(content)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def _interpreter(content: bytes, num_threads: int | None = None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=content, num_threads=num_threads)
+
+
+def tensor_details(content: bytes) -> dict:
+    """Input and output dtype, shape and (scale, zero_point) of a single-input, single-output model."""
+    interpreter = _interpreter(content)
+
+    def describe(detail):
+        scale, zero_point = detail["quantization"]
+        return {"dtype": np.dtype(detail["dtype"]).name, "shape": [int(d) for d in detail["shape"]],
+                "scale": float(scale), "zero_point": int(zero_point)}
+
+    return {"input": describe(interpreter.get_input_details()[0]),
+            "output": describe(interpreter.get_output_details()[0])}
+
