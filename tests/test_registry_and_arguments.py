@@ -13,6 +13,9 @@ NORMATIVE_KEYS = [
     "resnet50_v2", "resnet101_v2", "resnet152_v2",
     *[f"resnet{d}_cifar" for d in (20, 32, 44, 56, 110)],
     *[f"plain{d}_cifar" for d in (20, 32, 44, 56, 110)],
+    "densenet121", "densenet169", "densenet201", "densenet_bc100_cifar",
+    *[f"se_resnet{d}" for d in (18, 34, 50, 101, 152)],
+    *[f"efficientnet_b{i}" for i in range(8)],
 ]
 
 
