@@ -68,15 +68,21 @@ def _representative(data, model_input_shape, steps: int):
     return samples
 
 
-def _layer_names_in(message: str, model) -> list[str]:
+def _unsupported_ops(message: str, frozen, model) -> tuple[list[str], list[str]]:
+    """The TF op types the converter could not map to builtins, and the Keras layers they come
+    from (found through the frozen graph's node names, which carry the layer path)."""
+    op_types = sorted(set(re.findall(r"'tf\.(\w+)' op", message)))
     names = {layer.name for layer in model.layers}
-    found = re.findall(r"[\w/]+", message)
-    hits = []
-    for token in found:
-        for part in token.split("/"):
-            if part in names and part not in hits:
-                hits.append(part)
-    return hits
+    layers = []
+    for node in frozen.graph.as_graph_def().node:
+        if node.op in op_types:
+            for part in node.name.split("/"):
+                # tf.function name scopes may carry a uniquifying "_1" suffix
+                for candidate in (part, re.sub(r"_\d+$", "", part)):
+                    if candidate in names and candidate not in layers:
+                        layers.append(candidate)
+                        break
+    return op_types, layers
 
 
 def to_tflite(model, kind: str = "float32", *, representative_data=None, io_dtype: str = "int8",
@@ -136,14 +142,15 @@ def to_tflite(model, kind: str = "float32", *, representative_data=None, io_dtyp
         return converter.convert()
     except Exception as err:  # the converter raises ConverterError and friends
         message = str(err)
-        if "select" in message.lower() or "not supported" in message.lower() or "flex" in message.lower():
-            layers = _layer_names_in(message, model)
-            where = f" in layer(s) {layers}" if layers else ""
-            raise FlexOpsError(
-                f"{model.name!r} needs TensorFlow ops that TFLite's builtin set lacks{where}. A "
-                "phone's stock interpreter cannot run them; pass allow_flex=True to export anyway "
-                f"(Flex delegate required). Converter said: {message.strip()[:800]}") from err
-        raise
+        op_types, layers = _unsupported_ops(message, frozen, model)
+        if not op_types or allow_flex:
+            raise
+        where = f" in layer(s) {layers}" if layers else ""
+        raise FlexOpsError(
+            f"{model.name!r} needs TensorFlow ops that TFLite's builtin set lacks: "
+            f"{', '.join(op_types)}{where}. A phone's stock interpreter cannot run them; replace "
+            "the layer, or pass allow_flex=True to export anyway (the app then needs the Flex "
+            "delegate).") from err
 
 
 def tflite_ops(content: bytes) -> list[str]:
