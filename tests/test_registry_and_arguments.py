@@ -16,6 +16,8 @@ NORMATIVE_KEYS = [
     "densenet121", "densenet169", "densenet201", "densenet_bc100_cifar",
     *[f"se_resnet{d}" for d in (18, 34, 50, 101, 152)],
     *[f"efficientnet_b{i}" for i in range(8)],
+    "lenet5", "alexnet", "googlenet",
+    *[f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")],
 ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from keras import layers
 
-ACTIVATIONS = ("relu", "relu6", "hard_swish", "swish", "sigmoid", "hard_sigmoid", None)
+ACTIVATIONS = ("relu", "relu6", "hard_swish", "swish", "sigmoid", "hard_sigmoid", "tanh", None)
 
 # Keras 3 applications use epsilon 1e-3 for MobileNets; BN momentum 0.99 (Keras' default) lets
 # the moving statistics follow the data within a few hundred steps when training from scratch.

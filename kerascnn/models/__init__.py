@@ -1,3 +1,4 @@
 """The model zoo: one family per module. Importing this package registers every model."""
 
-from kerascnn.models import densenet, efficientnet, mobilenet, resnet  # noqa: F401  (registration)
+from kerascnn.models import (alexnet, densenet, efficientnet, googlenet, lenet,  # noqa: F401
+                             mobilenet, resnet, vgg)

@@ -13,7 +13,7 @@ import os
 import keras
 from keras import layers
 
-from kerascnn.blocks.conv import make_divisible  # noqa: F401  (re-exported for builders)
+from kerascnn.blocks.conv import apply_activation, make_divisible  # noqa: F401  (make_divisible: re-exported)
 
 POOLING_CHOICES = (None, "avg", "max")
 
@@ -159,6 +159,26 @@ def apply_dense_classifier(x, *, classes, classifier_activation, dropout_rate):
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if dropout_rate > 0:
         x = layers.Dropout(dropout_rate, name="head_dropout")(x)
+    return layers.Dense(classes, activation=classifier_activation, dtype="float32",
+                        name="predictions")(x)
+
+
+def apply_fc_classifier(x, *, units, classes, classifier_activation, dropout_rate,
+                        activation="relu"):
+    """Flatten -> [Dense -> activation -> Dropout] per hidden width -> Dense classifier.
+
+    The classifier of VGG, AlexNet and LeNet. The last Dense computes in float32 so that
+    mixed-precision training keeps a float32 softmax.
+
+    Layer names: head_flatten, head_fc{i}, head_fc{i}_{activation}, head_fc{i}_dropout,
+    predictions.
+    """
+    x = layers.Flatten(name="head_flatten")(x)
+    for i, width in enumerate(units, start=1):
+        x = layers.Dense(width, name=f"head_fc{i}")(x)
+        x = apply_activation(x, activation, name=f"head_fc{i}_{activation}")
+        if dropout_rate > 0:
+            x = layers.Dropout(dropout_rate, name=f"head_fc{i}_dropout")(x)
     return layers.Dense(classes, activation=classifier_activation, dtype="float32",
                         name="predictions")(x)
 

@@ -1,0 +1,7 @@
+"""Custom layers: only operations that built-in Keras layers cannot express. Each one is written
+with `keras.ops` (so it runs on every backend), has `get_config` and is registered as serializable
+under the "kerascnn" package, so models that use it save and load with `safe_mode=True`."""
+
+from kerascnn.layers.lrn import LocalResponseNormalization
+
+__all__ = ["LocalResponseNormalization"]
