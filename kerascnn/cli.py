@@ -2,6 +2,8 @@
 
     kerascnn list [PATTERN] [--task T]          the registered models, one row each
     kerascnn summary [NAME] [--input-size N]    layer table, parameters and feature maps of a model
+    kerascnn export MODEL_OR_CHECKPOINT [--out DIR] [--quantize int8] [--calibration SOURCE]
+                                                  the phone bundle: TFLite files, metadata, report
 
 ``python -m kerascnn`` runs the same commands. A bad model name or argument value prints one line
 to stderr and exits with status 2.
@@ -199,6 +201,116 @@ def _print_feature_maps(console, info: registry.ModelInfo, kwargs: dict) -> None
     console.print(table)
 
 
+QUANTIZE_CHOICES = {"none": None, "float16": "tflite_float16", "dynamic": "tflite_dynamic_int8",
+                    "int8": "tflite_int8"}
+PREPROCESSING_CHOICES = ("registry", "tf", "torch", "caffe", "none")
+
+
+def load_images(source: str, split: str = "train"):
+    """Images (N, H, W[, C]) in [0, 255] and labels (or None) from a data source name.
+
+    Args:
+        source: "fashion_mnist" (offline IDX files), a .npy file of images, or a .npz file with
+            arrays "x" (images) and optionally "y" (labels).
+        split: for named data sets, "train" or "test".
+    """
+    import numpy as np
+
+    if source == "fashion_mnist":
+        from kerascnn.data import load_fashion_mnist
+
+        return load_fashion_mnist(split)
+    if source.endswith(".npy") and os.path.exists(source):
+        return np.load(source), None
+    if source.endswith(".npz") and os.path.exists(source):
+        data = np.load(source)
+        return data["x"], (data["y"] if "y" in data else None)
+    raise ValueError("A data source must be 'fashion_mnist', an existing .npy file of images or "
+                     f"an .npz file with 'x' (and 'y'). Received: {source!r}")
+
+
+def _preprocessing(choice: str, model):
+    from kerascnn.registry import (_REGISTRY, preprocessing_caffe, preprocessing_tf,
+                                   preprocessing_torch)
+
+    channels = int(model.inputs[0].shape[-1])
+    if choice == "registry":
+        info = _REGISTRY.get(model.name)
+        if info is None:
+            raise ValueError(f"{model.name!r} is not a registered model name, so its input "
+                             f"normalisation is unknown: pass --preprocessing "
+                             f"{'|'.join(PREPROCESSING_CHOICES[1:])}.")
+        prep = info.preprocessing.as_dict()
+        if prep["channels"] != channels:  # e.g. a 3-channel design built for grayscale input
+            prep = preprocessing_tf(channels).as_dict() if prep["mode"] == "tf" else prep
+        return prep
+    if choice == "none":
+        return {"scale": [1.0] * channels, "offset": [0.0] * channels,
+                "channel_order": "RGB" if channels == 3 else "L", "mode": "none", "channels": channels}
+    factory = {"tf": lambda: preprocessing_tf(channels), "torch": preprocessing_torch,
+               "caffe": preprocessing_caffe}[choice]
+    return factory().as_dict()
+
+
+def _cmd_export(args) -> int:
+    import numpy as np
+
+    from kerascnn.data import FASHION_MNIST_CLASSES, to_model_input
+    from kerascnn.export import export
+
+    source = args.model
+    if source.endswith(".keras"):
+        import keras
+
+        if not os.path.exists(source):
+            raise ValueError(f"Checkpoint not found. Received: {source!r}")
+        model = keras.saving.load_model(source)
+        name = os.path.splitext(os.path.basename(source))[0]
+    else:
+        info = registry.model_info(source)
+        kwargs = {}
+        if args.input_size:
+            kwargs["input_shape"] = (args.input_size, args.input_size, info.default_input_shape[-1])
+        for key in ("classes", "alpha", "weights"):
+            if getattr(args, key) is not None:
+                kwargs[key] = getattr(args, key)
+        model = build_model(info.name, **kwargs)
+        name = info.name
+    prep = _preprocessing(args.preprocessing, model)
+    input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    formats = ["keras", "tflite_float32"] + [QUANTIZE_CHOICES[q] for q in args.quantize
+                                             if QUANTIZE_CHOICES[q]]
+    representative = validation = None
+    if "tflite_int8" in formats:
+        if not args.calibration:
+            raise ValueError("--quantize int8 needs --calibration SOURCE (e.g. fashion_mnist): "
+                             "a few hundred images to measure activation ranges.")
+        images, _ = load_images(args.calibration, "train")
+        rng = np.random.default_rng(0)
+        picked = rng.choice(len(images), size=min(args.calibration_samples, len(images)), replace=False)
+        representative = to_model_input(images[picked], input_shape, prep)
+    if args.validation:
+        images, labels = load_images(args.validation, "test")
+        validation = (to_model_input(images[:args.validation_samples], input_shape, prep),
+                      None if labels is None else labels[:args.validation_samples])
+    labels = None
+    if args.labels == "fashion_mnist":
+        labels = FASHION_MNIST_CLASSES
+    elif args.labels:
+        with open(args.labels) as f:
+            labels = [line.rstrip("\n") for line in f if line.strip()]
+    out = args.out or os.path.join("export", "bundles", name)
+    report = export(model, out, formats=formats, representative_data=representative,
+                    validation_data=validation, labels=labels, preprocessing=prep,
+                    io_dtype=args.io_dtype, allow_flex=args.allow_flex, source_model=name,
+                    latency_runs=args.latency_runs)
+    from kerascnn.export.bundle import report_markdown
+
+    print(report_markdown(report))
+    print(f"Bundle written to {out}")
+    return 0
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
@@ -222,6 +334,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, metavar="N", help="number of classes of the classifier")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
     p.set_defaults(func=_cmd_summary)
+
+    p = commands.add_parser("export", help="export a model or .keras checkpoint as a phone bundle "
+                                           "(TFLite files, labels, metadata, report)")
+    p.add_argument("model", metavar="MODEL_OR_CHECKPOINT",
+                   help="a registry name (built with --weights, random by default) or a .keras file")
+    p.add_argument("--out", metavar="DIR", help="bundle directory (default: export/bundles/<model>)")
+    p.add_argument("--quantize", nargs="+", default=["int8"], choices=sorted(QUANTIZE_CHOICES),
+                   help="TFLite variants besides float32 (default: int8)")
+    p.add_argument("--calibration", metavar="SOURCE",
+                   help="images for int8 calibration: fashion_mnist, a .npy or an .npz file")
+    p.add_argument("--calibration-samples", type=int, default=300, metavar="N")
+    p.add_argument("--validation", metavar="SOURCE",
+                   help="held-out images (and labels) to compare TFLite with Keras on")
+    p.add_argument("--validation-samples", type=int, default=500, metavar="N")
+    p.add_argument("--labels", metavar="FILE", help="class names, one per line (or fashion_mnist)")
+    p.add_argument("--preprocessing", default="registry", choices=PREPROCESSING_CHOICES,
+                   help="input normalisation (default: the registry's for the model name)")
+    p.add_argument("--io-dtype", default="int8", choices=["int8", "uint8", "float32"],
+                   help="input/output type of the integer files")
+    p.add_argument("--allow-flex", action="store_true",
+                   help="permit TensorFlow (Flex) ops; a stock phone interpreter cannot run them")
+    p.add_argument("--latency-runs", type=int, default=50, metavar="N")
+    p.add_argument("--input-size", type=int, metavar="N", help="square input (registry models)")
+    p.add_argument("--classes", type=int, metavar="N", help="classes (registry models)")
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
+    p.add_argument("--weights", metavar="W", help="None, imagenet or a weights file (registry models)")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -244,3 +244,38 @@ def test_export_replaces_an_existing_bundle(trained, tmp_path):
     export(model, target, formats=["tflite_float32"], latency_runs=0)
     assert "model_float16.tflite" not in os.listdir(target)
     assert os.listdir(tmp_path) == ["b"]
+
+
+def test_googlenet_exports_without_auxiliary_heads():
+    model = kerascnn.build("googlenet", input_shape=(96, 96, 3), classes=4, aux_logits=True)
+    assert len(model.outputs) == 3
+    content = to_tflite(bundle_module._classifier_only(model), "float32")
+    details = tensor_details(content)
+    assert details["output"]["shape"] == [1, 4]
+    from kerascnn.models.googlenet import strip_auxiliary_heads
+
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 96, 96, 3)).astype("float32")
+    expected = strip_auxiliary_heads(model).predict(x, verbose=0)
+    np.testing.assert_allclose(load_tflite_bytes(content)(x), expected, atol=1e-4)
+
+
+def test_cli_export_writes_a_bundle(tmp_path, capsys):
+    from kerascnn.cli import main
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 20, 20, 3), dtype=np.uint8)
+    np.savez(tmp_path / "val.npz", x=images, y=np.arange(40) % 3)
+    out = tmp_path / "bundle"
+    status = main(["export", "mobilenet_v2", "--alpha", "0.35", "--input-size", "32",
+                   "--classes", "3", "--quantize", "int8", "dynamic",
+                   "--calibration", str(tmp_path / "val.npz"), "--validation",
+                   str(tmp_path / "val.npz"), "--out", str(out), "--latency-runs", "2"])
+    assert status == 0
+    assert "Bundle written to" in capsys.readouterr().out
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert set(metadata["models"]) == {"keras", "tflite_float32", "tflite_int8", "tflite_dynamic_int8"}
+    assert metadata["source_model"] == "mobilenet_v2"
+    assert metadata["input"]["normalization"]["mode"] == "tf"
+    report = json.loads((out / "report.json").read_text())
+    assert report["tflite"]["tflite_int8"]["agreement"]["samples"] == 40
+    assert main(["export", "mobilenet_v2", "--quantize", "int8"]) == 2  # no calibration data
+    assert "needs --calibration" in capsys.readouterr().err
