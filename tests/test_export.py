@@ -279,3 +279,22 @@ def test_cli_export_writes_a_bundle(tmp_path, capsys):
     assert report["tflite"]["tflite_int8"]["agreement"]["samples"] == 40
     assert main(["export", "mobilenet_v2", "--quantize", "int8"]) == 2  # no calibration data
     assert "needs --calibration" in capsys.readouterr().err
+
+
+def test_calibration_from_tf_data_and_uint8_io(trained):
+    """Calibration data may be a tf.data pipeline of (images, labels) batches; integer files may
+    take uint8 instead of int8. Both give the same predictions as the int8 file from arrays."""
+    import tensorflow as tf
+
+    model, calibration, (x, _), _ = trained
+    dataset = tf.data.Dataset.from_tensor_slices((calibration, np.zeros(len(calibration)))).batch(32)
+    from_dataset = to_tflite(model, "int8", representative_data=dataset)
+    from_arrays = to_tflite(model, "int8", representative_data=calibration)
+    np.testing.assert_array_equal(load_tflite_bytes(from_dataset)(x[:64]),
+                                  load_tflite_bytes(from_arrays)(x[:64]))
+    as_uint8 = to_tflite(model, "int8", representative_data=calibration, io_dtype="uint8")
+    details = tensor_details(as_uint8)
+    assert details["input"]["dtype"] == details["output"]["dtype"] == "uint8"
+    agree = np.mean(load_tflite_bytes(as_uint8)(x[:200]).argmax(-1)
+                    == load_tflite_bytes(from_arrays)(x[:200]).argmax(-1))
+    assert agree >= 0.97
