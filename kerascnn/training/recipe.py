@@ -1,0 +1,112 @@
+"""Training recipes: the optimizer, schedule, regularisation and BatchNormalization settings that
+take a model from scratch to a known accuracy.
+
+A recipe is a frozen dataclass: `dataclasses.replace(recipe, epochs=5)` makes a variant. The
+settings that matter most when training from scratch on small data sets are the BN ones:
+keras.applications' MobileNets use BN momentum 0.999, so after a few thousand steps the moving
+statistics are still far from the data and inference-mode accuracy collapses (10% on
+Fashion-MNIST after 5 epochs, see the design notes). Recipes set the momentum to 0.9 and, after
+training, re-estimate the statistics over a pass of training batches ("precise BN").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train.
+
+    Attributes:
+        optimizer: "sgd" (Nesterov momentum) or "adamw".
+        learning_rate: peak learning rate, reached after the warm-up.
+        momentum: SGD momentum.
+        weight_decay: decoupled weight decay; BN parameters and biases are excluded.
+        epochs: passes over the training data.
+        batch_size: global batch size (split across replicas under a distribution strategy).
+        warmup_epochs: linear warm-up from 0 to `learning_rate`.
+        label_smoothing: cross-entropy label smoothing.
+        bn_momentum: BatchNormalization momentum during training (None keeps the model's).
+        precise_bn_steps: after training, re-estimate BN statistics over this many training
+            batches (0 disables).
+        aux_loss_weight: weight of auxiliary classifier losses (GoogLeNet: 0.3 each).
+        augment: augmentations for the input pipeline ("flip", "crop", "random_resized_crop").
+        mixup_alpha, cutmix_alpha: batch mixing (0 disables).
+        mixed_precision: "auto" (mixed_float16 on a GPU), True or False.
+        jit_compile: "auto" (XLA on a GPU), True or False.
+    """
+
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    epochs: int = 30
+    batch_size: int = 128
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    bn_momentum: float | None = 0.9
+    precise_bn_steps: int = 100
+    aux_loss_weight: float = 0.3
+    augment: tuple = ("flip", "crop")
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixed_precision: str | bool = "auto"
+    jit_compile: str | bool = "auto"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"`optimizer` must be one of {list(OPTIMIZERS)}. "
+                             f"Received: optimizer={self.optimizer!r}")
+        for name in ("learning_rate", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+        if not isinstance(self.epochs, int) or not isinstance(self.batch_size, int):
+            raise ValueError("`epochs` and `batch_size` must be integers. Received: "
+                             f"epochs={self.epochs!r}, batch_size={self.batch_size!r}")
+        for name in ("weight_decay", "warmup_epochs", "label_smoothing", "mixup_alpha",
+                     "cutmix_alpha", "precise_bn_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}")
+        if self.label_smoothing >= 1:
+            raise ValueError(f"`label_smoothing` must be < 1. Received: {self.label_smoothing!r}")
+        if self.bn_momentum is not None and not 0 <= self.bn_momentum < 1:
+            raise ValueError(f"`bn_momentum` must be in [0, 1) or None. Received: {self.bn_momentum!r}")
+        for name in ("mixed_precision", "jit_compile"):
+            if getattr(self, name) not in ("auto", True, False):
+                raise ValueError(f"`{name}` must be 'auto', True or False. "
+                                 f"Received: {name}={getattr(self, name)!r}")
+
+
+# Named starting points. The Fashion-MNIST one is what `kerascnn demo` uses.
+RECIPES = {
+    "default": Recipe(),
+    "cifar_resnet": Recipe(optimizer="sgd", learning_rate=0.1, weight_decay=5e-4 / 2, epochs=60,
+                           batch_size=128, label_smoothing=0.0),
+    "mobilenet_fashion_mnist": Recipe(optimizer="adamw", learning_rate=2e-3, weight_decay=1e-4,
+                                      epochs=10, batch_size=128, warmup_epochs=0.5,
+                                      label_smoothing=0.1),
+}
+
+
+def get_recipe(name_or_recipe="default", **overrides) -> Recipe:
+    """A recipe by name (see `RECIPES`) or as given, with fields overridden.
+
+    Raises:
+        ValueError: unknown recipe name or bad field value; TypeError: unknown field.
+    """
+    if isinstance(name_or_recipe, Recipe):
+        recipe = name_or_recipe
+    elif name_or_recipe in RECIPES:
+        recipe = RECIPES[name_or_recipe]
+    else:
+        raise ValueError(f"Unknown recipe {name_or_recipe!r}. Allowed: {sorted(RECIPES)} or a "
+                         "Recipe instance.")
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"Unknown recipe field(s) {unknown}. Allowed: {sorted(fields)}")
+    return dataclasses.replace(recipe, **overrides)

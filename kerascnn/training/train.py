@@ -1,0 +1,307 @@
+"""`train(model, train_data, val_data, recipe, out_dir)`: `model.fit` with what a long run needs.
+
+What it adds to a plain `model.fit`:
+- the recipe's optimizer, warm-up + cosine schedule, weight decay (not on BN or biases), label
+  smoothing and BN momentum; auxiliary classifiers weighted by `recipe.aux_loss_weight`;
+- `out_dir` with `best.keras` and `last.keras` checkpoints, a `BackupAndRestore` backup so that a
+  killed run resumes where it stopped (mid-epoch with `backup_every_steps`), TensorBoard logs,
+  `history.csv`, and `results.json` with the final evaluation;
+- TerminateOnNaN, and "precise BN" after training: the BN statistics are re-estimated as the
+  plain average over training batches, so inference mode sees the statistics of the final
+  weights instead of a lagging moving average.
+
+Everything else is Keras: `train` returns the History, callbacks can be added, and the model is
+an ordinary Keras model afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+
+from kerascnn.training.recipe import Recipe, get_recipe
+
+
+def has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def configure_for_hardware(recipe: Recipe | None = None) -> dict:
+    """Sets the global dtype policy the recipe asks for ("auto": mixed_float16 on a GPU).
+
+    Call it before building the model: a dtype policy applies to layers created afterwards.
+
+    Returns:
+        {"gpu": bool, "mixed_precision": bool, "jit_compile": bool}.
+    """
+    recipe = recipe or Recipe()
+    gpu = has_gpu()
+    mixed = gpu if recipe.mixed_precision == "auto" else bool(recipe.mixed_precision)
+    keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
+    jit = gpu if recipe.jit_compile == "auto" else bool(recipe.jit_compile)
+    return {"gpu": gpu, "mixed_precision": mixed, "jit_compile": jit}
+
+
+def get_strategy(kind: str = "auto"):
+    """A tf.distribute strategy.
+
+    Args:
+        kind: "auto" (MirroredStrategy over all GPUs when there are several, else the default
+            strategy), "mirrored" (all local GPUs, or the CPU devices when there is no GPU),
+            "multi_worker" (MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG) or
+            "default".
+
+    Create the strategy first thing in the program, then build and compile the model under
+    `strategy.scope()`: MultiWorkerMirroredStrategy configures collective ops, which TensorFlow
+    allows only before it has run anything.
+
+    Raises:
+        ValueError: unknown kind, or "multi_worker" without TF_CONFIG.
+    """
+    import tensorflow as tf
+
+    if kind == "auto":
+        kind = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    if kind == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if kind == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' reads the cluster from the TF_CONFIG "
+                             "environment variable, which is not set.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError("`kind` must be one of ['auto', 'default', 'mirrored', 'multi_worker']. "
+                     f"Received: kind={kind!r}")
+
+
+def _batchnorm_layers(model):
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def set_bn_momentum(model, momentum: float) -> int:
+    """Sets the momentum of every BatchNormalization layer; returns how many there are."""
+    layers = _batchnorm_layers(model)
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
+
+
+def precise_batchnorm(model, dataset, steps: int = 100) -> int:
+    """Re-estimates BN moving statistics as the average over `steps` batches of `dataset`.
+
+    Each BN layer's momentum is set to (i - 1) / i at step i, so after n steps its moving mean and
+    variance are the plain average of the n batch statistics (Wu & Johnson, "Rethinking 'Batch'
+    in BatchNorm", 2021, call this precise BN). Only BN statistics change; weights do not.
+
+    Returns:
+        The number of batches used.
+    """
+    layers = _batchnorm_layers(model)
+    if not layers or steps <= 0:
+        return 0
+    saved = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for used, batch in enumerate(dataset.take(steps), start=1):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for layer in layers:
+                layer.momentum = (used - 1) / used
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+    return used
+
+
+def _optimizer(recipe: Recipe, steps_per_epoch: int):
+    total = max(1, int(recipe.epochs * steps_per_epoch))
+    warmup = min(total - 1, int(recipe.warmup_epochs * steps_per_epoch))
+    if warmup > 0:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=total - warmup, warmup_target=recipe.learning_rate, warmup_steps=warmup)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=total)
+    wd = recipe.weight_decay or None
+    if recipe.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(schedule, momentum=recipe.momentum, nesterov=True,
+                                         weight_decay=wd)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
+    if wd:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return optimizer
+
+
+def _with_targets(dataset, num_classes: int, outputs: int):
+    """One-hot labels (label smoothing needs them), repeated for auxiliary outputs."""
+    def convert(x, y):
+        if y.shape.rank == 1:
+            y = keras.ops.one_hot(keras.ops.cast(y, "int32"), num_classes)
+        return (x, y) if outputs == 1 else (x, tuple(y for _ in range(outputs)))
+
+    return dataset.map(convert)
+
+
+def _count_steps(dataset):
+    import tensorflow as tf
+
+    n = int(dataset.cardinality())
+    if n == tf.data.INFINITE_CARDINALITY:
+        raise ValueError("`train_data` is infinite: pass `steps_per_epoch`.")
+    if n == tf.data.UNKNOWN_CARDINALITY:
+        n = sum(1 for _ in dataset)
+    return n
+
+
+def save_atomically(model, path) -> None:
+    """`model.save(path)` through a temporary file in the same directory and an atomic rename,
+    so that a crash or kill mid-write never leaves a truncated checkpoint in place of a good one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Saves the model after each epoch (or only when `monitor` improves), atomically.
+
+    Keras's ModelCheckpoint writes the .keras archive in place; a run killed during that write
+    would leave a corrupt file where the previous good checkpoint was.
+    """
+
+    def __init__(self, filepath, monitor=None, mode="max"):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
+        self.filepath, self.monitor, self.mode = Path(filepath), monitor, mode
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor is not None:
+            value = (logs or {}).get(self.monitor)
+            if value is None:
+                return
+            better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+            if not better:
+                return
+            self.best = value
+        save_atomically(self.model, self.filepath)
+
+
+def _write_json_atomically(path: Path, data: dict):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _compile(model, recipe, steps, outputs):
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(
+        optimizer=_optimizer(recipe, steps),
+        loss=loss if outputs == 1 else [loss] * outputs,
+        loss_weights=None if outputs == 1 else [1.0] + [recipe.aux_loss_weight] * (outputs - 1),
+        metrics=[accuracy] if outputs == 1 else [[accuracy]] + [[]] * (outputs - 1),
+        jit_compile=configure_jit(recipe))
+
+
+def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
+          callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
+          compile_model=True):
+    """Trains a classifier with a recipe, checkpoints, resumable backups and logs.
+
+    Args:
+        model: a Keras classifier (one output, or GoogLeNet-style main + auxiliary outputs whose
+            layers are named `predictions` and `aux{k}_predictions`).
+        train_data: a batched tf.data.Dataset of (images, labels); labels are class indices or
+            one-hot (from mixup/cutmix). `kerascnn.data.make_pipeline` makes one.
+        val_data: the same for validation, or None.
+        recipe: a `Recipe` or a name from `kerascnn.training.RECIPES`.
+        out_dir: run directory for checkpoints, backup and logs (None: no files are written and
+            no resumption is possible).
+        callbacks: extra Keras callbacks.
+        steps_per_epoch: batches per epoch (default: the dataset's length).
+        backup_every_steps: also back up every N steps (default: at the end of each epoch), so
+            that a run killed mid-epoch loses at most N steps.
+        verbose: passed to `model.fit` (the progress bar).
+        compile_model: compile with the recipe (False: keep the caller's compilation).
+
+    Returns:
+        The Keras History; `history.results` holds the final evaluation (also in results.json).
+
+    Raises:
+        ValueError: a bad recipe or data.
+    """
+    recipe = get_recipe(recipe)
+    steps = steps_per_epoch or _count_steps(train_data)
+    num_classes = int(model.outputs[0].shape[-1])
+    outputs = len(model.outputs)
+    if recipe.bn_momentum is not None:
+        set_bn_momentum(model, recipe.bn_momentum)
+    # A model built under a tf.distribute strategy must be compiled under it too.
+    strategy = getattr(model, "distribute_strategy", None)
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    if compile_model:
+        with scope():
+            _compile(model, recipe, steps, outputs)
+    train_targets = _with_targets(train_data, num_classes, outputs)
+    val_targets = _with_targets(val_data, num_classes, outputs) if val_data is not None else None
+
+    all_callbacks = [keras.callbacks.TerminateOnNaN()]
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        monitor = "val_accuracy" if val_data is not None else "accuracy"
+        if outputs > 1:
+            monitor = monitor.replace("accuracy", "predictions_accuracy")
+        all_callbacks += [
+            # Two generations of backup: a kill during the write leaves a corrupt latest file,
+            # and Keras then restores the previous one.
+            keras.callbacks.BackupAndRestore(str(out / "backup"),
+                                             save_freq=backup_every_steps or "epoch",
+                                             double_checkpoint=True),
+            AtomicCheckpoint(out / "best.keras", monitor=monitor),
+            AtomicCheckpoint(out / "last.keras"),
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+            keras.callbacks.TensorBoard(str(out / "logs")),
+        ]
+    all_callbacks += list(callbacks)
+    history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
+                        steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose)
+    results = {"epochs": recipe.epochs}
+    if recipe.precise_bn_steps:
+        with scope():
+            results["precise_bn_batches"] = precise_batchnorm(model, train_data,
+                                                              recipe.precise_bn_steps)
+    if val_targets is not None:
+        results.update({k: float(v) for k, v in model.evaluate(val_targets, verbose=0,
+                                                               return_dict=True).items()})
+    if out is not None:
+        save_atomically(model, out / "last.keras")  # with the re-estimated BN statistics
+        _write_json_atomically(out / "results.json", results)
+    history.results = results
+    return history
+
+
+def configure_jit(recipe: Recipe):
+    return has_gpu() if recipe.jit_compile == "auto" else bool(recipe.jit_compile)

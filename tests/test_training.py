@@ -1,0 +1,207 @@
+"""Training: recipes, BN statistics, mixed precision, auxiliary heads, resuming after a kill, and
+distribution strategies (run in subprocesses, since device set-up is per process)."""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import kerascnn
+from kerascnn.data import load_fashion_mnist
+from kerascnn.training import Recipe, get_recipe, precise_batchnorm, set_bn_momentum, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tests" / "scripts" / "train_tiny.py"
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def test_recipe_validation_and_overrides():
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=2)
+    assert recipe.optimizer == "adamw" and recipe.epochs == 2
+    with pytest.raises(ValueError, match="Received: optimizer='adam'"):
+        Recipe(optimizer="adam")
+    with pytest.raises(ValueError, match="learning_rate"):
+        Recipe(learning_rate=0)
+    with pytest.raises(ValueError, match="Unknown recipe 'fast'"):
+        get_recipe("fast")
+    with pytest.raises(TypeError, match="lr"):
+        get_recipe("default", lr=0.1)
+
+
+def test_precise_batchnorm_averages_batch_statistics():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.999)(inputs))
+    batches = [np.full((8, 4), value, "float32") + np.arange(8)[:, None] for value in (0.0, 10.0, 20.0)]
+    used = precise_batchnorm(model, tf.data.Dataset.from_tensor_slices(np.stack(batches)), steps=3)
+    bn = model.layers[-1]
+    assert used == 3 and bn.momentum == 0.999  # restored
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.full(4, 13.5), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.full(4, np.var(np.arange(8))), rtol=1e-4)
+
+
+def _fashion(n_train, n_test, size=32):
+    x, y = load_fashion_mnist("train")
+    xt, yt = load_fashion_mnist("test")
+
+    def prep(a):
+        a = np.pad(a, ((0, 0), (2, 2), (2, 2)))[..., None].astype("float32") / 127.5 - 1
+        return np.repeat(a, 3, axis=-1)
+
+    return prep(x[:n_train]), y[:n_train], prep(xt[:n_test]), yt[:n_test]
+
+
+def test_from_scratch_mobilenet_v2_inference_matches_training_mode(tmp_path):
+    """keras.applications' BN momentum 0.999 leaves inference mode at chance after a short run
+    from scratch; the recipe's momentum and precise BN keep the two modes within 3 points."""
+    x, y, xt, yt = _fashion(12000, 2000)
+    keras.utils.set_random_seed(0)
+    model = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=10,
+                           bn_momentum=0.999)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(12000, seed=0).batch(128)
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=2, precise_bn_steps=50)
+    history = train(model, data, None, recipe, out_dir=tmp_path / "run", verbose=0)
+    assert history.results["precise_bn_batches"] == 50
+    inference = np.mean(model.predict(xt, verbose=0, batch_size=256).argmax(-1) == yt)
+    training = np.mean(np.concatenate([keras.ops.convert_to_numpy(model(xt[i:i + 256], training=True))
+                                       for i in range(0, len(xt), 256)]).argmax(-1) == yt)
+    assert training > 0.6, f"the short run should learn something: {training:.3f}"
+    assert abs(inference - training) <= 0.03, (inference, training)
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"last.keras", "best.keras",
+                                                              "history.csv", "results.json", "logs"}
+    assert not (tmp_path / "run" / "backup").exists(), "the backup is removed after a finished run"
+
+
+def test_mixed_precision_output_is_float32():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = kerascnn.build("mobilenet_v3_small", input_shape=(32, 32, 3), classes=4)
+        data = tf.data.Dataset.from_tensor_slices(
+            (np.random.default_rng(0).uniform(-1, 1, (16, 32, 32, 3)).astype("float32"),
+             np.arange(16) % 4)).batch(8)
+        history = train(model, data, None, Recipe(epochs=1, precise_bn_steps=1, warmup_epochs=0),
+                        verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert model.output.dtype == "float32"
+        assert keras.backend.standardize_dtype(model(np.zeros((1, 32, 32, 3))).dtype) == "float32"
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_googlenet_auxiliary_heads_train_with_weight_0_3():
+    model = kerascnn.build("googlenet", input_shape=(65, 65, 3), classes=3, aux_logits=True)
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.uniform(-1, 1, (8, 65, 65, 3)).astype("float32"), np.arange(8) % 3)).batch(4)
+    history = train(model, data, None, Recipe(epochs=1, warmup_epochs=0, precise_bn_steps=0),
+                    verbose=0)
+    assert model.get_compile_config()["loss_weights"] == [1.0, 0.3, 0.3]
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def _read_epochs(csv_path):
+    with open(csv_path) as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def test_killed_run_resumes_from_its_backup(tmp_path):
+    """A real SIGKILL mid-epoch, then the same command again: it resumes from the backup and
+    finishes with the epoch count it was asked for."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(SCRIPT), str(out), "--epochs", "3", "--steps", "30",
+               "--sleep", "0.05"]
+    first = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and first.poll() is None:
+        if _backup_epoch(out) >= 1:  # a backup was taken during the second epoch
+            break
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before it could be killed: " + first.stderr.read().decode()[-2000:]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert (out / "backup").exists() and not (out / "results.json").exists()
+
+    second = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    started = {p.name: [int(e) for e in p.read_text().split()] for p in out.glob("started-*.txt")}
+    second_epochs = started[f"started-{_pid_of(second, started, first.pid)}.txt"]
+    assert second_epochs[0] >= 1, f"the second run restarted from scratch: {started}"
+    assert _read_epochs(out / "history.csv")[-1] == 2
+    assert json.loads((out / "results.json").read_text())["epochs"] == 3
+    keras.saving.load_model(out / "last.keras")  # a complete checkpoint
+
+
+def _backup_epoch(out):
+    try:
+        return json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+def _pid_of(completed, started, first_pid):
+    (pid,) = [name[len("started-"):-len(".txt")] for name in started if name != f"started-{first_pid}.txt"]
+    return pid
+
+
+def test_mirrored_strategy_over_two_logical_cpus(tmp_path):
+    run = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "m"), "--epochs", "1",
+                          "--steps", "8", "--strategy", "mirrored", "--logical-cpus", "2"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and np.isfinite(report["loss"]).all()
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Keras 3's model.fit fails under MultiWorkerMirroredStrategy with 'Attempt to convert a value "
+    "(PerReplica...)' (keras-team/keras#20585, tensorflow/tensorflow#72388, open). Strict: when "
+    "Keras fixes it this test passes and the marker must go."))
+def test_multi_worker_mirrored_strategy_with_two_local_workers(tmp_path):
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(tmp_path / f"w{index}"), "--epochs", "1", "--steps",
+             "8", "--strategy", "multi_worker"], env=_env(TF_CONFIG=tf_config),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert all(r["replicas"] == 2 for r in reports)
+    np.testing.assert_allclose(reports[0]["loss"], reports[1]["loss"], rtol=1e-5)  # one model
+
+
+def test_bn_momentum_is_set_on_every_layer():
+    model = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=2)
+    assert set_bn_momentum(model, 0.9) == len([l for l in model.layers
+                                               if isinstance(l, keras.layers.BatchNormalization)])
+    assert {l.momentum for l in model.layers if isinstance(l, keras.layers.BatchNormalization)} == {0.9}
