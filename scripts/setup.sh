@@ -12,9 +12,9 @@ PYTHON="${PYTHON:-python3}"
 TF_REQUIREMENT="tensorflow-cpu==2.21.0"
 
 # --- Debian packages --------------------------------------------------------------------------
-# System packages the project needs. Empty for now; later issues add dataset-fashion-mnist,
-# default-jdk-headless and junit4.
-DEBIAN_PACKAGES=()
+# System packages the project needs: the offline Fashion-MNIST files (the default data set), and
+# a JDK with JUnit and Gson for the Android demo's core module tests.
+DEBIAN_PACKAGES=(dataset-fashion-mnist default-jdk-headless junit4 libgoogle-gson-java)
 
 install_debian_packages() {
     if [ "${#DEBIAN_PACKAGES[@]}" -eq 0 ]; then

@@ -37,7 +37,11 @@ def to_model_input(images, input_shape, preprocessing, resize_method: str = "bil
     if have == 1 and channels == 3:
         images = np.repeat(images, 3, axis=-1)
     elif have == 3 and channels == 1:
-        images = (images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+        # Elementwise in float32, left to right, so that the phone app (Java) gets the same bits;
+        # a BLAS matrix product may round the last bit differently per machine.
+        rgb = images.astype(np.float32)
+        images = (rgb[..., 0] * np.float32(0.299) + rgb[..., 1] * np.float32(0.587)
+                  + rgb[..., 2] * np.float32(0.114))[..., None]
     elif have != channels:
         raise ValueError(f"Cannot turn {have}-channel images into the model's {channels} channels.")
     out = []

@@ -64,18 +64,44 @@ def _classifier_only(model):
     return keras.Model(model.inputs, main, name=model.name)
 
 
-def _preprocessing_for(model, preprocessing):
-    if preprocessing is not None:
-        return preprocessing if isinstance(preprocessing, dict) else preprocessing.as_dict()
-    from kerascnn.registry import _REGISTRY, _ensure_loaded
+def preprocessing_for(model, preprocessing=None) -> dict:
+    """The input normalisation to record for `model`, matched to its number of input channels.
 
-    _ensure_loaded()
-    info = _REGISTRY.get(model.name)
-    if info is not None:
-        return info.preprocessing.as_dict()
+    Args:
+        model: the Keras model.
+        preprocessing: a `Preprocessing`, its dict, or None: the registry's for a registered
+            model name, else identity (scale 1, offset 0).
+
+    A registered 3-channel design built for 1-channel input (e.g. Fashion-MNIST) gets the
+    per-channel values averaged into one, with channel order "L".
+
+    Raises:
+        ValueError: when the given preprocessing has a different number of channels than the
+            model and cannot be reduced to it.
+    """
     channels = int(model.inputs[0].shape[-1])
-    return {"scale": [1.0] * channels, "offset": [0.0] * channels, "channels": channels,
-            "channel_order": "RGB" if channels == 3 else "L", "mode": "none"}
+    if preprocessing is None:
+        from kerascnn.registry import _REGISTRY, _ensure_loaded
+
+        _ensure_loaded()
+        info = _REGISTRY.get(model.name)
+        preprocessing = info.preprocessing if info is not None else None
+    if preprocessing is None:
+        return {"scale": [1.0] * channels, "offset": [0.0] * channels, "channels": channels,
+                "channel_order": "RGB" if channels == 3 else "L", "mode": "none"}
+    prep = dict(preprocessing if isinstance(preprocessing, dict) else preprocessing.as_dict())
+    prep["scale"], prep["offset"] = list(prep["scale"]), list(prep["offset"])
+    if len(prep["scale"]) == channels:
+        prep.setdefault("channels", channels)
+        prep.setdefault("channel_order", "RGB" if channels == 3 else "L")
+        return prep
+    if channels == 1:
+        prep.update(scale=[sum(prep["scale"]) / len(prep["scale"])],
+                    offset=[sum(prep["offset"]) / len(prep["offset"])], channels=1,
+                    channel_order="L")
+        return prep
+    raise ValueError(f"The preprocessing has {len(prep['scale'])} channels; the model takes "
+                     f"{channels}. Pass `preprocessing` with one scale and offset per channel.")
 
 
 def _labels(labels, classes):
@@ -164,7 +190,7 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
                          f"{model.name!r} outputs {tuple(model.outputs[0].shape)}.")
     classes = int(model.outputs[0].shape[-1])
     class_names = _labels(labels, classes)
-    prep = _preprocessing_for(model, preprocessing)
+    prep = preprocessing_for(model, preprocessing)
     val_x, val_y = _as_arrays(validation_data, validation_samples)
     keras_probs = model.predict(val_x, verbose=0, batch_size=64) if val_x is not None else None
 
@@ -210,6 +236,7 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
                 "layout": "NHWC",
                 "pixel_range": [0, 255],
                 "resize_method": resize_method,
+                "crop": "none",  # the whole frame is resized to the input size
                 "normalization": {k: prep[k] for k in ("scale", "offset", "channel_order", "mode")},
                 "channels": int(model.inputs[0].shape[-1]),
                 "quantization_rounding": ROUNDING,
