@@ -4,6 +4,8 @@
     kerascnn summary [NAME] [--input-size N]    layer table, parameters and feature maps of a model
     kerascnn export MODEL_OR_CHECKPOINT [--out DIR] [--quantize int8] [--calibration SOURCE]
                                                   the phone bundle: TFLite files, metadata, report
+    kerascnn info NAME [--input-size N]         parameters, MACs, memory, depth, receptive field
+    kerascnn compare NAME... [--out DIR]        comparison table and bubble chart
 
 ``python -m kerascnn`` runs the same commands. A bad model name or argument value prints one line
 to stderr and exits with status 2.
@@ -23,6 +25,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kerascnn import __version__, registry  # noqa: E402  (after the environment is set)
+from kerascnn.analysis.cli import add_commands as add_analysis_commands  # noqa: E402
 
 DEFAULT_MODEL = "mobilenet_v2"
 _DATASETS = {"imagenet": "ImageNet", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -230,26 +233,24 @@ def load_images(source: str, split: str = "train"):
 
 
 def _preprocessing(choice: str, model):
-    from kerascnn.registry import (_REGISTRY, preprocessing_caffe, preprocessing_tf,
-                                   preprocessing_torch)
+    from kerascnn.export.bundle import preprocessing_for
+    from kerascnn.registry import preprocessing_caffe, preprocessing_tf, preprocessing_torch
 
     channels = int(model.inputs[0].shape[-1])
     if choice == "registry":
-        info = _REGISTRY.get(model.name)
-        if info is None:
+        from kerascnn.registry import _REGISTRY, _ensure_loaded
+
+        _ensure_loaded()
+        if model.name not in _REGISTRY:
             raise ValueError(f"{model.name!r} is not a registered model name, so its input "
                              f"normalisation is unknown: pass --preprocessing "
                              f"{'|'.join(PREPROCESSING_CHOICES[1:])}.")
-        prep = info.preprocessing.as_dict()
-        if prep["channels"] != channels:  # e.g. a 3-channel design built for grayscale input
-            prep = preprocessing_tf(channels).as_dict() if prep["mode"] == "tf" else prep
-        return prep
-    if choice == "none":
-        return {"scale": [1.0] * channels, "offset": [0.0] * channels,
-                "channel_order": "RGB" if channels == 3 else "L", "mode": "none", "channels": channels}
-    factory = {"tf": lambda: preprocessing_tf(channels), "torch": preprocessing_torch,
-               "caffe": preprocessing_caffe}[choice]
-    return factory().as_dict()
+        return preprocessing_for(model)
+    factories = {"none": None, "tf": lambda: preprocessing_tf(channels),
+                 "torch": preprocessing_torch, "caffe": preprocessing_caffe}
+    factory = factories[choice]
+    return preprocessing_for(model, factory() if factory else {
+        "scale": [1.0] * channels, "offset": [0.0] * channels, "mode": "none"})
 
 
 def _cmd_export(args) -> int:
@@ -361,6 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
     p.add_argument("--weights", metavar="W", help="None, imagenet or a weights file (registry models)")
     p.set_defaults(func=_cmd_export)
+    add_analysis_commands(commands)
     return parser
 
 
