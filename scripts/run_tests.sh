@@ -7,4 +7,5 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec .venv/bin/python -m pytest -q -ra "$@"
+# Two workers (the CI machine has 2 cores); each model's generic checks stay on one worker.
+exec .venv/bin/python -m pytest -q -ra -n 2 --dist loadgroup "$@"

@@ -14,10 +14,6 @@ import pytest
 
 import keras
 import kerascnn
-import kerascnn.models.alexnet  # noqa: F401  (registers alexnet)
-import kerascnn.models.googlenet  # noqa: F401  (registers googlenet)
-import kerascnn.models.lenet  # noqa: F401  (registers lenet5)
-import kerascnn.models.vgg  # noqa: F401  (registers vgg11 ... vgg19_bn)
 from kerascnn.layers import LocalResponseNormalization
 from kerascnn.models.alexnet import PAPER_FILTERS
 from kerascnn.models.googlenet import INCEPTION_TABLE, strip_auxiliary_heads

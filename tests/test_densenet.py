@@ -8,24 +8,14 @@ import pytest
 
 import keras
 import kerascnn
+from helpers import randomise
 from kerascnn.blocks.dense import apply_dense_block, apply_transition_block
-import kerascnn.models.densenet  # noqa: F401  (registers the DenseNets until models/ imports it)
 
 NAME_PATTERN = re.compile(r"^(input|stem_\w+|stage\d+_block\d+_\w+|head_\w+|predictions(_\w+)?)$")
 
 # keras.applications' documentation table lists these parameter counts (and depths 121/169/201).
 KA_PARAMS = {"densenet121": 8_062_504, "densenet169": 14_307_880, "densenet201": 20_242_984}
 KA_NAMES = {n: f"DenseNet{n[len('densenet'):]}" for n in KA_PARAMS}
-
-
-def _randomise(model, seed=0):
-    """Random weights, BN statistics included, so that a weight in the wrong place shows."""
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = rng.normal(0.0, 0.05, w.shape)
-        if "gamma" in w.path or "variance" in w.path:
-            value = 1.0 + np.abs(value)
-        w.assign(value.astype("float32"))
 
 
 def _weighted_layers(model):
@@ -46,7 +36,7 @@ def test_parity_with_keras_applications(name):
     names = [layer.name for layer in ours.layers]
     assert len(set(names)) == len(names)
     assert [n for n in names if not NAME_PATTERN.match(n)] == []
-    _randomise(ka)
+    randomise(ka)
     ours.set_weights(ka.get_weights())
     x = np.random.default_rng(1).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     # Eager calls: tracing a 700-layer graph for predict() costs more than the computation here.
@@ -65,7 +55,7 @@ def offline_densenet121(monkeypatch):
     def fake(*args, weights=None, **kwargs):
         assert weights == "imagenet", "kerascnn must ask keras.applications for ImageNet weights"
         model = original(*args, weights=None, **kwargs)
-        _randomise(model, seed=3)
+        randomise(model, seed=3)
         made.append(model)
         return model
 
@@ -100,7 +90,7 @@ def test_output_stride_16_is_the_same_network_on_a_denser_grid():
     base = kerascnn.build("densenet121", features_only=True, input_shape=(64, 64, 3))
     dense = kerascnn.build("densenet121", features_only=True, input_shape=(64, 64, 3),
                            output_stride=16)
-    _randomise(base, seed=5)
+    randomise(base, seed=5)
     dense.set_weights(base.get_weights())
     x = np.random.default_rng(2).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
     expected, got = base(x, training=False), dense(x, training=False)

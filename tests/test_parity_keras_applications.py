@@ -11,6 +11,7 @@ import pytest
 
 import keras
 import kerascnn
+from helpers import randomise
 from kerascnn.models import mobilenet as mobilenet_module
 
 # (our name, keras.applications name, keyword arguments shared by both, input size)
@@ -39,22 +40,13 @@ def _keras_app(ka_name, size=None, **kwargs):
     return getattr(keras.applications, ka_name)(weights=None, **kwargs)
 
 
-def _randomise(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for w in model.weights:
-        value = rng.normal(0.0, 0.05, w.shape)
-        if "gamma" in w.path or "variance" in w.path:
-            value = 1.0 + np.abs(value)
-        w.assign(value.astype("float32"))
-
-
 @pytest.mark.parametrize("name,ka_name,kwargs,size", CASES,
                          ids=[f"{c[0]}-{c[2]}" for c in CASES])
 def test_same_counts_weights_and_outputs(name, ka_name, kwargs, size):
     ka = _keras_app(ka_name, size, classifier_activation=None, **kwargs)
     ours = kerascnn.build(name, input_shape=(size, size, 3), classifier_activation=None, **kwargs)
     assert ours.count_params() == ka.count_params()
-    _randomise(ka)
+    randomise(ka)
     ours.set_weights(ka.get_weights())
     x = np.random.default_rng(1).uniform(-1, 1, (2, size, size, 3)).astype("float32")
     expected = ka.predict(x, verbose=0)
@@ -69,7 +61,7 @@ def test_preprocessing_of_mobilenet_v3_matches_keras_applications():
     ka = keras.applications.MobileNetV3Small(weights=None, input_shape=(64, 64, 3),
                                              classifier_activation=None)
     ours = kerascnn.build("mobilenet_v3_small", input_shape=(64, 64, 3), classifier_activation=None)
-    _randomise(ka)
+    randomise(ka)
     ours.set_weights(ka.get_weights())  # the Rescaling layer has no weights
     pixels = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     prep = kerascnn.model_info("mobilenet_v3_small").preprocessing
@@ -89,7 +81,7 @@ def offline_imagenet(monkeypatch):
         def fake(*args, weights=None, **kwargs):
             assert weights == "imagenet", "kerascnn must ask keras.applications for ImageNet weights"
             model = original(*args, weights=None, **kwargs)
-            _randomise(model, seed=len(made) + 3)
+            randomise(model, seed=len(made) + 3)
             made.append(model)
             return model
 
@@ -131,7 +123,7 @@ def test_imagenet_weights_need_a_published_configuration():
 
 def test_weights_from_a_file(tmp_path):
     source = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=5)
-    _randomise(source)
+    randomise(source)
     path = tmp_path / "mnv2.weights.h5"
     source.save_weights(path)
     loaded = kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=5,
@@ -161,7 +153,7 @@ def test_efficientnet_parity(variant):
     normalization = [l for l in ka.layers if isinstance(l, keras.layers.Normalization)]
     assert len(normalization) == 1
     assert ka.count_params() - ours.count_params() == 7 == normalization[0].count_params()
-    _randomise(ka)
+    randomise(ka)
     mean = np.array([0.2, 0.4, 0.6], "float32")
     variance = np.array([0.25, 0.5, 1.0], "float32")
     normalization[0].set_weights([mean, variance, np.array(1.0, "float32")])
@@ -177,7 +169,7 @@ def test_efficientnet_imagenet_transfer_skips_only_the_normalization(monkeypatch
 
     def fake(*args, weights=None, **kwargs):
         made.append(original(*args, weights=None, **kwargs))
-        _randomise(made[-1])
+        randomise(made[-1])
         return made[-1]
 
     monkeypatch.setattr(keras.applications, "EfficientNetB0", fake)

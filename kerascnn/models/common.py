@@ -13,7 +13,7 @@ import os
 import keras
 from keras import layers
 
-from kerascnn.blocks.conv import apply_activation, make_divisible  # noqa: F401  (make_divisible: re-exported)
+from kerascnn.blocks.conv import apply_activation
 
 POOLING_CHOICES = (None, "avg", "max")
 
@@ -241,3 +241,28 @@ def finish_model(*, inputs, outputs, name, weights, imagenet_source=None,
     elif weights is not None:
         model.load_weights(os.fspath(weights))
     return model
+
+
+def finish_classifier(x, endpoints, *, inputs, name, weights, include_top, features_only, pooling,
+                      classes, classifier_activation, dropout_rate, keras_applications=None):
+    """The common ending of a backbone with a global-average-pool classifier.
+
+    Returns the model whose outputs are the `features_only` dict of `endpoints`, the Dense
+    classifier on `x`, or `x` globally pooled, with `weights` loaded; "imagenet" weights come from
+    the keras.applications model named `keras_applications`.
+    """
+    if features_only:
+        outputs = feature_outputs(endpoints)
+    elif include_top:
+        outputs = apply_dense_classifier(x, classes=classes, dropout_rate=dropout_rate,
+                                         classifier_activation=classifier_activation)
+    else:
+        outputs = apply_pooling(x, pooling)
+
+    def imagenet_source():
+        return getattr(keras.applications, keras_applications)(
+            include_top=include_top and not features_only, weights="imagenet")
+
+    return finish_model(inputs=inputs, outputs=outputs, name=name, weights=weights,
+                        imagenet_source=imagenet_source if keras_applications else None,
+                        features_only=features_only)

@@ -48,9 +48,8 @@ from keras import layers
 
 from kerascnn.blocks.conv import BN_MOMENTUM, apply_conv_bn_act_block
 from kerascnn.blocks.dense import DENSENET_BN_EPSILON, apply_dense_block, apply_transition_block
-from kerascnn.models.common import (apply_dense_classifier, apply_pooling, check_choice,
-                                    check_head_args, check_number, entry_signature,
-                                    feature_outputs, finish_model, resolve_input)
+from kerascnn.models.common import (check_choice, check_head_args, check_number, entry_signature,
+                                    finish_classifier, resolve_input)
 from kerascnn.registry import preprocessing_tf, preprocessing_torch, register_model
 
 
@@ -189,22 +188,11 @@ def densenet(spec: DenseNetSpec, *, input_shape=None, input_tensor=None, include
                                   name="head_bn")(x)
     x = layers.ReLU(name="head_relu")(x)
     endpoints[nominal] = x
-    if features_only:
-        outputs = feature_outputs(endpoints)
-    elif include_top:
-        outputs = apply_dense_classifier(x, classes=classes, dropout_rate=dropout_rate,
-                                         classifier_activation=classifier_activation)
-    else:
-        outputs = apply_pooling(x, pooling)
-
-    def imagenet_source():
-        import keras
-
-        return getattr(keras.applications, spec.keras_applications)(
-            include_top=include_top and not features_only, weights="imagenet")
-
-    return finish_model(inputs=inputs, outputs=outputs, name=name, weights=weights,
-                        imagenet_source=imagenet_source, features_only=features_only)
+    return finish_classifier(x, endpoints, inputs=inputs, name=name, weights=weights,
+                             include_top=include_top, features_only=features_only,
+                             pooling=pooling, classes=classes,
+                             classifier_activation=classifier_activation,
+                             dropout_rate=dropout_rate, keras_applications=spec.keras_applications)
 
 
 _PAPER = ("Huang et al., Densely Connected Convolutional Networks, CVPR 2017, "

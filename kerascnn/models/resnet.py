@@ -29,9 +29,8 @@ from keras import layers
 from kerascnn.blocks.conv import BN_MOMENTUM, apply_conv_bn_act_block
 from kerascnn.blocks.residual import (RESNET_BN_EPSILON, apply_basic_block, apply_bottleneck_block,
                                       apply_preact_bottleneck_block)
-from kerascnn.models.common import (apply_dense_classifier, apply_pooling, check_choice,
-                                    check_head_args, check_number, entry_signature,
-                                    feature_outputs, finish_model, resolve_input)
+from kerascnn.models.common import (check_choice, check_head_args, check_number, entry_signature,
+                                    finish_classifier, resolve_input)
 from kerascnn.registry import preprocessing_caffe, preprocessing_tf, preprocessing_torch, register_model
 
 
@@ -202,22 +201,11 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
         x = layers.BatchNormalization(epsilon=spec.bn_epsilon, momentum=bn_momentum, name="head_bn")(x)
         x = layers.ReLU(name="head_relu")(x)
         endpoints[nominal] = x
-    if features_only:
-        outputs = feature_outputs(endpoints)
-    elif include_top:
-        outputs = apply_dense_classifier(x, classes=classes, dropout_rate=dropout_rate,
-                                         classifier_activation=classifier_activation)
-    else:
-        outputs = apply_pooling(x, pooling)
-
-    def imagenet_source():
-        import keras
-
-        return getattr(keras.applications, spec.keras_applications)(
-            include_top=include_top and not features_only, weights="imagenet")
-
-    return finish_model(inputs=inputs, outputs=outputs, name=name or "resnet", weights=weights,
-                        imagenet_source=imagenet_source, features_only=features_only)
+    return finish_classifier(x, endpoints, inputs=inputs, name=name or "resnet", weights=weights,
+                             include_top=include_top, features_only=features_only,
+                             pooling=pooling, classes=classes,
+                             classifier_activation=classifier_activation,
+                             dropout_rate=dropout_rate, keras_applications=spec.keras_applications)
 
 
 _PAPER_V1 = ("He et al., Deep Residual Learning for Image Recognition, CVPR 2016, "
