@@ -4,6 +4,9 @@
     kerascnn summary [NAME] [--input-size N]    layer table, parameters and feature maps of a model
     kerascnn export MODEL_OR_CHECKPOINT [--out DIR] [--quantize int8] [--calibration SOURCE]
                                                   the phone bundle: TFLite files, metadata, report
+    kerascnn train MODEL --data SOURCE [--epochs N] [--out DIR]
+                                                  train with a recipe, resumable; writes runs/MODEL
+    kerascnn evaluate CHECKPOINT --data SOURCE  accuracy of a .keras checkpoint on a test split
     kerascnn info NAME [--input-size N]         parameters, MACs, memory, depth, receptive field
     kerascnn compare NAME... [--out DIR]        comparison table and bubble chart
 
@@ -14,6 +17,7 @@ to stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import inspect
 import math
@@ -312,6 +316,61 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from kerascnn.data import load, pipeline_for
+    from kerascnn.training import configure_for_hardware, get_recipe, train
+
+    overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
+                 if getattr(args, key) is not None}
+    recipe = get_recipe(args.recipe, **overrides)
+    hardware = configure_for_hardware(recipe)  # before the model is built: the dtype policy
+    info = registry.model_info(args.model)
+    train_source = load(args.data, "train")
+    classes = args.classes or len(getattr(train_source, "class_names", []) or []) or None
+    if classes is None:
+        raise ValueError(f"The number of classes of {args.data!r} is unknown: pass --classes N.")
+    size = args.input_size
+    if size is None:  # the data's own size, at least what the architecture accepts
+        height = int(train_source.element_spec[0].shape[0] or info.default_input_shape[0])
+        size = max(height, info.min_input_size)
+    kwargs = {"input_shape": (size, size, info.default_input_shape[-1]), "classes": classes}
+    if args.alpha is not None:
+        kwargs["alpha"] = args.alpha
+    model = build_model(info.name, **kwargs)
+    train_data = pipeline_for(model, train_source, training=True, batch_size=recipe.batch_size,
+                              augment=recipe.augment, mixup_alpha=recipe.mixup_alpha,
+                              cutmix_alpha=recipe.cutmix_alpha, num_classes=classes, seed=args.seed)
+    val_data = pipeline_for(model, load(args.data, "test"), training=False,
+                            batch_size=recipe.batch_size)
+    out = args.out or os.path.join("runs", info.name)
+    print(f"Training {info.name} at {size}x{size} on {args.data} ({classes} classes) for "
+          f"{recipe.epochs} epochs; GPU: {hardware['gpu']}, mixed precision: "
+          f"{hardware['mixed_precision']}; run directory {out} (rerun the same command to resume)")
+    history = train(model, train_data, val_data, recipe, out_dir=out,
+                    steps_per_epoch=args.steps_per_epoch, backup_every_steps=args.backup_every)
+    print(json.dumps(history.results, indent=2))
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import keras
+
+    from kerascnn.data import load, pipeline_for
+
+    if not os.path.exists(args.checkpoint):
+        raise ValueError(f"Checkpoint not found. Received: {args.checkpoint!r}")
+    model = keras.saving.load_model(args.checkpoint)
+    data = pipeline_for(model, load(args.data, args.split), training=False,
+                        batch_size=args.batch_size)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if args.steps:
+        data = data.take(args.steps)
+    results = model.evaluate(data, verbose=1, return_dict=True)
+    print(json.dumps({k: float(v) for k, v in results.items()}, indent=2))
+    return 0
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
@@ -362,6 +421,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
     p.add_argument("--weights", metavar="W", help="None, imagenet or a weights file (registry models)")
     p.set_defaults(func=_cmd_export)
+    p = commands.add_parser("train", help="train a registered model on a data source with a recipe")
+    p.add_argument("model", metavar="MODEL", help="registry name")
+    p.add_argument("--data", default="fashion_mnist", metavar="SOURCE",
+                   help="fashion_mnist (offline), tfds:NAME, or an image folder (default: fashion_mnist)")
+    p.add_argument("--recipe", default="default", help="recipe name (kerascnn.training.RECIPES)")
+    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--learning-rate", type=float, metavar="LR")
+    p.add_argument("--input-size", type=int, metavar="N",
+                   help="square input (default: the data's size, at least the model's minimum)")
+    p.add_argument("--classes", type=int, metavar="N", help="default: from the data source")
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
+    p.add_argument("--steps-per-epoch", type=int, metavar="N", help="default: the whole data set")
+    p.add_argument("--backup-every", type=int, metavar="STEPS",
+                   help="back up every STEPS steps as well as every epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL)")
+    p.set_defaults(func=_cmd_train)
+
+    p = commands.add_parser("evaluate", help="evaluate a .keras checkpoint on a data source")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .keras file (e.g. runs/MODEL/best.keras)")
+    p.add_argument("--data", default="fashion_mnist", metavar="SOURCE")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N")
+    p.add_argument("--steps", type=int, metavar="N", help="evaluate only N batches")
+    p.set_defaults(func=_cmd_evaluate)
     add_analysis_commands(commands)
     return parser
 

@@ -205,3 +205,27 @@ def test_bn_momentum_is_set_on_every_layer():
     assert set_bn_momentum(model, 0.9) == len([l for l in model.layers
                                                if isinstance(l, keras.layers.BatchNormalization)])
     assert {l.momentum for l in model.layers if isinstance(l, keras.layers.BatchNormalization)} == {0.9}
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys):
+    """`kerascnn train` on the offline Fashion-MNIST default writes a run directory whose best
+    checkpoint `kerascnn evaluate` reads back."""
+    from kerascnn.cli import main
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists() and not os.environ.get(
+            "KERASCNN_FASHION_MNIST_DIR"):
+        if os.environ.get("CI"):
+            pytest.fail("Fashion-MNIST is missing: scripts/setup.sh installs dataset-fashion-mnist")
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    out = tmp_path / "run"
+    status = main(["train", "mobilenet_v2", "--alpha", "0.35", "--epochs", "1",
+                   "--steps-per-epoch", "4", "--batch-size", "32", "--recipe",
+                   "mobilenet_fashion_mnist", "--out", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "at 32x32 on fashion_mnist (10 classes)" in printed
+    assert json.loads((out / "results.json").read_text())["epochs"] == 1
+    assert main(["evaluate", str(out / "best.keras"), "--steps", "2"]) == 0
+    assert '"accuracy"' in capsys.readouterr().out
+    assert main(["train", "mobilenet_v2", "--recipe", "fast"]) == 2
+    assert "Unknown recipe 'fast'" in capsys.readouterr().err
