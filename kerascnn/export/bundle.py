@@ -54,14 +54,9 @@ def _classifier_only(model):
     """GoogLeNet-style models with auxiliary outputs export only their main classifier."""
     if len(model.outputs) == 1:
         return model
-    import keras
+    from kerascnn.models.googlenet import strip_auxiliary_heads
 
-    try:
-        main = model.get_layer("predictions").output
-    except ValueError as err:
-        raise ValueError(f"{model.name!r} has {len(model.outputs)} outputs and no 'predictions' "
-                         "layer; export a single-output model.") from err
-    return keras.Model(model.inputs, main, name=model.name)
+    return strip_auxiliary_heads(model)
 
 
 def preprocessing_for(model, preprocessing=None) -> dict:
@@ -282,11 +277,12 @@ def _swap_in(staging: Path, out_dir: Path):
 
 
 def _output_activation(model) -> str:
-    layer = model.get_layer("predictions") if "predictions" in {l.name for l in model.layers} else model.layers[-1]
-    last = model.layers[-1]
-    for candidate in (last, layer):
-        activation = getattr(candidate, "activation", None)
-        name = getattr(activation, "__name__", None)
+    """"softmax", "sigmoid" or "none", read from the last layer or else the classifier layer."""
+    candidates = [model.layers[-1]]
+    if any(layer.name == "predictions" for layer in model.layers):
+        candidates.append(model.get_layer("predictions"))
+    for layer in candidates:
+        name = getattr(getattr(layer, "activation", None), "__name__", None)
         if name in ("softmax", "sigmoid", "linear"):
             return "none" if name == "linear" else name
     return "none"

@@ -45,8 +45,14 @@ def configure_for_hardware(recipe: Recipe | None = None) -> dict:
     gpu = has_gpu()
     mixed = gpu if recipe.mixed_precision == "auto" else bool(recipe.mixed_precision)
     keras.config.set_dtype_policy("mixed_float16" if mixed else "float32")
-    jit = gpu if recipe.jit_compile == "auto" else bool(recipe.jit_compile)
-    return {"gpu": gpu, "mixed_precision": mixed, "jit_compile": jit}
+    return {"gpu": gpu, "mixed_precision": mixed, "jit_compile": _use_jit(recipe, gpu)}
+
+
+def _use_jit(recipe: Recipe, gpu: bool | None = None) -> bool:
+    """XLA compilation as the recipe asks ("auto": on a GPU)."""
+    if recipe.jit_compile != "auto":
+        return bool(recipe.jit_compile)
+    return has_gpu() if gpu is None else gpu
 
 
 def get_strategy(kind: str = "auto"):
@@ -219,7 +225,7 @@ def _compile(model, recipe, steps, outputs):
         loss=loss if outputs == 1 else [loss] * outputs,
         loss_weights=None if outputs == 1 else [1.0] + [recipe.aux_loss_weight] * (outputs - 1),
         metrics=[accuracy] if outputs == 1 else [[accuracy]] + [[]] * (outputs - 1),
-        jit_compile=configure_jit(recipe))
+        jit_compile=_use_jit(recipe))
 
 
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
@@ -302,6 +308,3 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     history.results = results
     return history
 
-
-def configure_jit(recipe: Recipe):
-    return has_gpu() if recipe.jit_compile == "auto" else bool(recipe.jit_compile)
