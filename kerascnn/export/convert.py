@@ -131,7 +131,11 @@ def to_tflite(model, kind: str = "float32", *, representative_data=None, io_dtyp
                                  "ranges (e.g. 100-500 training images, preprocessed as the model expects).")
             converter.representative_dataset = _representative(
                 representative_data, [batch_size, *model.inputs[0].shape[1:]], calibration_steps)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # For "qat_int8" the ranges come from the model's fake-quant ops; restricting the op
+        # set to TFLITE_BUILTINS_INT8 there makes the converter demand a representative data
+        # set before it has looked at the graph. Whether the result is fully integer is checked
+        # by `float_tensors` instead.
         if io_dtype != "float32":
             converter.inference_input_type = getattr(tf, io_dtype)
             converter.inference_output_type = getattr(tf, io_dtype)

@@ -1,0 +1,327 @@
+"""Fake-quantization layers for quantization-aware training (QAT) on Keras 3.
+
+QAT simulates the integer arithmetic of the phone during training: every tensor that the int8
+TFLite model stores is rounded to its 8-bit grid in the forward pass, and the gradient passes
+straight through the rounding (Jacob et al., "Quantization and Training of Neural Networks for
+Efficient Integer-Arithmetic-Only Inference", CVPR 2018, https://arxiv.org/abs/1712.05877;
+Krishnamoorthi, "Quantizing deep convolutional networks for efficient inference",
+https://arxiv.org/abs/1806.08342).
+
+Both layers are built on `keras.quantizers.fake_quant_with_min_max_vars`. On the TensorFlow
+backend it lowers to TensorFlow's FakeQuantWithMinMaxVars(PerChannel) ops, which the TFLite
+converter reads as the quantization parameters of the tensor they sit on: a model made of these
+layers converts to a fully integer model without a representative data set, and the phone runs
+the numbers that were trained.
+
+- `FakeQuant`: an activation quantizer, per tensor, asymmetric (zero point free), with its range
+  tracked by an exponential moving average of the batch minimum and maximum (as TensorFlow's
+  contrib.quantize and tfmot do), learned by gradient descent (`mode="learned"`, as in LSQ/PACT-style
+  methods), or fixed (`fixed_range`: the ranges TFLite prescribes for sigmoid, softmax and tanh
+  outputs).
+- `QuantConv`: a Conv2D or DepthwiseConv2D with the following BatchNormalization folded in and
+  its folded kernel fake-quantized per output channel, symmetrically with the narrow range
+  [-127, 127], which is what TFLite's int8 convolution kernels expect. The BN statistics are frozen
+  (the moving mean and variance of the float model are used in training too), the standard
+  practice when fine-tuning a trained float model with QAT; gamma and beta keep training.
+  Folding before quantizing is what makes the trained kernel the phone's kernel: if BN stays a
+  separate layer, the converter folds it after QAT and re-quantizes the product, so the phone runs
+  weights that training never saw.
+- `QuantDense`: a Dense layer with its kernel fake-quantized per tensor (symmetric).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_MODES = ("ema", "learned")
+# A range narrower than this would give a zero scale; a tensor that is constantly zero (the zero
+# half of a CIFAR ResNet's padding shortcut) still needs a valid one.
+_MIN_RANGE = 1e-6
+
+
+def _check_bits(num_bits):
+    if not isinstance(num_bits, int) or not 2 <= num_bits <= 16:
+        raise ValueError(f"`num_bits` must be an integer in [2, 16]. Received: num_bits={num_bits!r}")
+
+
+def symmetric_fake_quant(kernel, axis: int | None, num_bits: int = 8):
+    """Symmetric fake quantization with the narrow range (e.g. [-127, 127] for 8 bits).
+
+    Args:
+        kernel: the weights.
+        axis: the channel axis (one scale per index along it), or None for one scale.
+        num_bits: bit width.
+
+    Returns:
+        The fake-quantized weights: values on the grid scale * k, k in [-(2^(b-1)-1), 2^(b-1)-1],
+        with scale = max|w| / (2^(b-1)-1) per channel (or per tensor).
+    """
+    if axis is None:
+        reduce_axes = None
+    else:
+        axis = axis % len(kernel.shape)
+        reduce_axes = tuple(i for i in range(len(kernel.shape)) if i != axis)
+    max_abs = ops.stop_gradient(ops.max(ops.abs(kernel), axis=reduce_axes))
+    max_abs = ops.maximum(max_abs, _MIN_RANGE)
+    return keras.quantizers.fake_quant_with_min_max_vars(
+        kernel, -max_abs, max_abs, num_bits=num_bits, narrow_range=True, axis=axis)
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class FakeQuant(keras.layers.Layer):
+    """Per-tensor fake quantization of an activation with a tracked, learned or fixed range.
+
+    Args:
+        num_bits: bit width (8 for int8).
+        mode: "ema" (range = moving average of the batch min/max, updated in training) or
+            "learned" (range variables trained by gradient descent, initialised like "ema" on the
+            first training batch).
+        ema_decay: decay of the moving average in "ema" mode.
+        fixed_range: (min, max) that never changes, e.g. (0, 255/256) for a sigmoid output, the
+            only range TFLite's int8 LOGISTIC accepts.
+        **kwargs: Layer arguments (name, dtype, ...).
+
+    Call arguments:
+        inputs: a float tensor.
+        training: in training (with a tracked range), update the range from the batch.
+    """
+
+    def __init__(self, num_bits=8, mode="ema", ema_decay=0.999, fixed_range=None, **kwargs):
+        super().__init__(**kwargs)
+        _check_bits(num_bits)
+        if mode not in _MODES:
+            raise ValueError(f"`mode` must be one of {list(_MODES)}. Received: mode={mode!r}")
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={ema_decay!r}")
+        if fixed_range is not None:
+            fixed_range = tuple(float(v) for v in fixed_range)
+            if len(fixed_range) != 2 or not fixed_range[0] <= 0.0 <= fixed_range[1] \
+                    or fixed_range[0] == fixed_range[1]:
+                raise ValueError("`fixed_range` must be (min, max) with min <= 0 <= max and "
+                                 f"min < max. Received: fixed_range={fixed_range!r}")
+        self.num_bits = num_bits
+        self.mode = mode
+        self.ema_decay = float(ema_decay)
+        self.fixed_range = fixed_range
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        low, high = self.fixed_range or (0.0, 0.0)
+        learned = self.mode == "learned" and self.fixed_range is None
+        self.range_min = self.add_weight(name="range_min", shape=(),
+                                         initializer=keras.initializers.Constant(low),
+                                         trainable=learned)
+        self.range_max = self.add_weight(name="range_max", shape=(),
+                                         initializer=keras.initializers.Constant(high),
+                                         trainable=learned)
+        # 0 until the first training batch has set the range.
+        self.initialized = self.add_weight(name="initialized", shape=(), initializer="zeros",
+                                           trainable=False)
+
+    def _batch_range(self, x):
+        low = ops.stop_gradient(ops.minimum(ops.min(x), 0.0))
+        high = ops.stop_gradient(ops.maximum(ops.max(x), 0.0))
+        return low, high
+
+    def call(self, inputs, training=None):
+        x = ops.cast(inputs, "float32")
+        if self.fixed_range is not None:
+            low, high = self.fixed_range
+            return keras.quantizers.fake_quant_with_min_max_vars(x, low, high, self.num_bits)
+        low, high = self.range_min, self.range_max
+        if training:
+            batch_low, batch_high = self._batch_range(x)
+            first = ops.equal(self.initialized, 0.0)
+            if self.mode == "ema":
+                decay = self.ema_decay
+                low = ops.where(first, batch_low, decay * self.range_min + (1 - decay) * batch_low)
+                high = ops.where(first, batch_high, decay * self.range_max + (1 - decay) * batch_high)
+                self.range_min.assign(low)
+                self.range_max.assign(high)
+            else:
+                # Learned: start from the first batch's range, then let the gradient move it.
+                self.range_min.assign(ops.where(first, batch_low, self.range_min))
+                self.range_max.assign(ops.where(first, batch_high, self.range_max))
+                low = ops.where(first, batch_low, self.range_min)
+                high = ops.where(first, batch_high, self.range_max)
+            self.initialized.assign(1.0)
+        low = ops.minimum(low, 0.0)
+        high = ops.maximum(ops.maximum(high, 0.0), low + _MIN_RANGE)
+        return keras.quantizers.fake_quant_with_min_max_vars(x, low, high, self.num_bits)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_bits=self.num_bits, mode=self.mode, ema_decay=self.ema_decay,
+                      fixed_range=self.fixed_range)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class QuantConv(keras.layers.Layer):
+    """Conv2D or DepthwiseConv2D, optionally with a folded BatchNormalization, whose (folded)
+    kernel is fake-quantized per output channel.
+
+    Computes ``conv(x, fq(W * s)) + beta + (b - mean) * s`` with ``s = gamma / sqrt(var + eps)``
+    (without BN: ``conv(x, fq(W)) + b``). The moving mean and variance are frozen.
+
+    Args:
+        kind: "conv" or "depthwise".
+        filters: output channels of a "conv" (ignored for "depthwise").
+        kernel_size, strides, padding, dilation_rate, groups, depth_multiplier, use_bias: as in
+            the Keras layer being replaced.
+        batchnorm: whether a BatchNormalization follows (its weights live in this layer).
+        bn_epsilon, bn_center, bn_scale: the BatchNormalization's settings.
+        num_bits: weight bit width.
+        **kwargs: Layer arguments.
+    """
+
+    def __init__(self, kind="conv", filters=None, kernel_size=(3, 3), strides=(1, 1),
+                 padding="valid", dilation_rate=(1, 1), groups=1, depth_multiplier=1,
+                 use_bias=True, batchnorm=False, bn_epsilon=1e-3, bn_center=True, bn_scale=True,
+                 num_bits=8, **kwargs):
+        super().__init__(**kwargs)
+        if kind not in ("conv", "depthwise"):
+            raise ValueError(f"`kind` must be 'conv' or 'depthwise'. Received: kind={kind!r}")
+        _check_bits(num_bits)
+        self.kind = kind
+        self.filters = filters
+        self.kernel_size = tuple(kernel_size)
+        self.strides = tuple(strides)
+        self.padding = padding
+        self.dilation_rate = tuple(dilation_rate)
+        self.groups = groups
+        self.depth_multiplier = depth_multiplier
+        self.use_bias = use_bias
+        self.batchnorm = batchnorm
+        self.bn_epsilon = bn_epsilon
+        self.bn_center = bn_center
+        self.bn_scale = bn_scale
+        self.num_bits = num_bits
+
+    def build(self, input_shape):
+        channels_in = int(input_shape[-1])
+        if self.kind == "conv":
+            shape = (*self.kernel_size, channels_in // self.groups, self.filters)
+            channels_out = self.filters
+        else:
+            shape = (*self.kernel_size, channels_in, self.depth_multiplier)
+            channels_out = channels_in * self.depth_multiplier
+        self.channels_out = channels_out
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform")
+        self.bias = (self.add_weight(name="bias", shape=(channels_out,), initializer="zeros")
+                     if self.use_bias else None)
+        if self.batchnorm:
+            self.gamma = (self.add_weight(name="gamma", shape=(channels_out,), initializer="ones")
+                          if self.bn_scale else None)
+            self.beta = (self.add_weight(name="beta", shape=(channels_out,), initializer="zeros")
+                         if self.bn_center else None)
+            self.moving_mean = self.add_weight(name="moving_mean", shape=(channels_out,),
+                                               initializer="zeros", trainable=False)
+            self.moving_variance = self.add_weight(name="moving_variance", shape=(channels_out,),
+                                                   initializer="ones", trainable=False)
+
+    def folded(self):
+        """The folded float kernel and bias (before fake quantization)."""
+        kernel, bias = self.kernel, self.bias
+        if bias is None:
+            bias = ops.zeros((self.channels_out,), dtype=kernel.dtype)
+        if not self.batchnorm:
+            return kernel, bias
+        scale = ops.rsqrt(self.moving_variance + self.bn_epsilon)
+        if self.gamma is not None:
+            scale = scale * self.gamma
+        bias = (bias - self.moving_mean) * scale
+        if self.beta is not None:
+            bias = bias + self.beta
+        if self.kind == "depthwise":
+            scale = ops.reshape(scale, (int(kernel.shape[2]), self.depth_multiplier))
+        return kernel * scale, bias
+
+    def quantized_kernel(self):
+        """The folded kernel as the int8 model stores it (dequantized to float)."""
+        kernel, _ = self.folded()
+        if self.kind == "depthwise" and self.depth_multiplier != 1:
+            kh, kw, cin, mult = kernel.shape
+            flat = symmetric_fake_quant(ops.reshape(kernel, (kh, kw, cin * mult)), -1,
+                                        self.num_bits)
+            return ops.reshape(flat, (kh, kw, cin, mult))
+        return symmetric_fake_quant(kernel, 2 if self.kind == "depthwise" else -1, self.num_bits)
+
+    def call(self, inputs):
+        _, bias = self.folded()
+        kernel = self.quantized_kernel()
+        if self.kind == "conv":
+            y = ops.conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                         dilation_rate=self.dilation_rate)
+        else:
+            y = ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                                   dilation_rate=self.dilation_rate)
+        return ops.add(y, bias)
+
+    def compute_output_shape(self, input_shape):
+        layer = (keras.layers.Conv2D(self.filters or 1, self.kernel_size, strides=self.strides,
+                                     padding=self.padding, dilation_rate=self.dilation_rate)
+                 if self.kind == "conv" else
+                 keras.layers.DepthwiseConv2D(self.kernel_size, strides=self.strides,
+                                              padding=self.padding,
+                                              dilation_rate=self.dilation_rate))
+        shape = layer.compute_output_shape(input_shape)
+        return (*shape[:-1], self.channels_out if self.built else
+                (self.filters if self.kind == "conv" else None))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, filters=self.filters, kernel_size=self.kernel_size,
+                      strides=self.strides, padding=self.padding,
+                      dilation_rate=self.dilation_rate, groups=self.groups,
+                      depth_multiplier=self.depth_multiplier, use_bias=self.use_bias,
+                      batchnorm=self.batchnorm, bn_epsilon=self.bn_epsilon,
+                      bn_center=self.bn_center, bn_scale=self.bn_scale, num_bits=self.num_bits)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class QuantDense(keras.layers.Layer):
+    """A Dense layer (no activation) whose kernel is fake-quantized (per tensor, symmetric).
+
+    Args:
+        units: output units.
+        use_bias: whether the layer has a bias.
+        num_bits: weight bit width.
+        **kwargs: Layer arguments.
+    """
+
+    def __init__(self, units, use_bias=True, num_bits=8, **kwargs):
+        super().__init__(**kwargs)
+        _check_bits(num_bits)
+        self.units = units
+        self.use_bias = use_bias
+        self.num_bits = num_bits
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), self.units),
+                                      initializer="glorot_uniform")
+        self.bias = (self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+
+    def quantized_kernel(self):
+        """The kernel as the int8 model stores it (dequantized to float)."""
+        # One scale for the whole kernel: TFLite stores FULLY_CONNECTED weights transposed
+        # (units, inputs), and the converter rejects a per-unit axis across that transpose.
+        return symmetric_fake_quant(self.kernel, None, self.num_bits)
+
+    def call(self, inputs):
+        y = ops.matmul(inputs, self.quantized_kernel())
+        return y if self.bias is None else ops.add(y, self.bias)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units, use_bias=self.use_bias, num_bits=self.num_bits)
+        return config

@@ -1,0 +1,348 @@
+"""The native QAT engine: a Keras 3 functional model rewritten with fake-quantization layers.
+
+`quantize_model(model)` walks the model's layer graph (`kerascnn.analysis.graph.walk`) and builds
+a new functional model that computes the same function with every tensor the int8 TFLite model
+stores passed through a fake quantizer:
+
+- Conv2D / DepthwiseConv2D followed by their only consumer BatchNormalization become one
+  `QuantConv` (BN folded, folded kernel quantized per channel). A lone BatchNormalization (ResNetV2,
+  DenseNet) stays a frozen BN layer with a quantized output: the converter turns it into integer
+  MUL/ADD ops.
+- Dense becomes `QuantDense`; an activation built into a Conv2D or Dense is split off.
+- Activation ranges (`FakeQuant`) go where TFLite keeps a tensor: after each layer, except
+  * where TFLite fuses the next op into this one: a conv or fully connected layer whose only
+    consumer is ReLU or ReLU6 gets its quantizer after the activation;
+  * layers that TFLite runs with the input's scale (max/average pooling, padding, reshaping,
+    nearest/bilinear upsampling, dropout): they pass the quantized tensor through.
+- Activations TFLite quantizes with a fixed scale get that range: sigmoid and softmax [0, 255/256]
+  (the int8 LOGISTIC/SOFTMAX output scale 1/256, zero point -128; a [0, 1] range would leave a
+  float island), tanh [-1, 127/128]. Activations without a TFLite kernel of their own are
+  rewritten as the ops TFLite runs, each output quantized: swish = x * sigmoid(x) (LOGISTIC, MUL),
+  hard sigmoid = relu6(x + 3) / 6 (ADD with fused RELU6, MUL). Hard swish stays one layer: the
+  converter recognises it as HARD_SWISH.
+
+Concatenate inputs keep their own ranges; TFLite's int8 CONCATENATION needs one scale for all of
+them, and the converter inserts integer re-quantize ops where they differ (they remain integer).
+
+Anything else raises `UnsupportedLayerError` naming the layer and what to do.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from kerascnn.analysis.graph import walk
+from kerascnn.layers.quantization import FakeQuant, QuantConv, QuantDense
+
+SIGMOID_RANGE = (0.0, 255.0 / 256.0)
+TANH_RANGE = (-1.0, 127.0 / 128.0)
+
+# Layers that TFLite runs with the scale of their input: no quantizer of their own.
+_PASS_THROUGH = (layers.ZeroPadding2D, layers.MaxPooling2D, layers.AveragePooling2D,
+                 layers.GlobalMaxPooling2D, layers.Dropout, layers.SpatialDropout2D,
+                 layers.Flatten, layers.Reshape, layers.Cropping2D, layers.UpSampling2D,
+                 layers.Permute, layers.Identity, layers.GaussianNoise, layers.GaussianDropout)
+# Layers re-created from their config and followed by a quantizer.
+_REQUANTIZING = (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum,
+                 layers.Minimum, layers.Concatenate, layers.GlobalAveragePooling2D,
+                 layers.Rescaling, layers.Resizing)
+_FUSABLE_ACTIVATIONS = ("relu", "relu6")
+_FIXED_RANGES = {"sigmoid": SIGMOID_RANGE, "softmax": SIGMOID_RANGE, "tanh": TANH_RANGE}
+_SPLIT_ACTIVATIONS = ("swish", "silu", "hard_sigmoid")
+_SINGLE_ACTIVATIONS = ("relu", "relu6", "hard_silu", "hard_swish", "sigmoid", "softmax", "tanh",
+                       "linear", "elu", "leaky_relu")
+
+
+class UnsupportedLayerError(ValueError):
+    """A layer the QAT engine cannot quantize."""
+
+
+def _activation_name(layer) -> str | None:
+    """The activation a ReLU/Activation layer applies ("relu", "relu6", ...), or None."""
+    if isinstance(layer, layers.ReLU):
+        config = layer.get_config()
+        if config.get("negative_slope", 0.0) or config.get("threshold", 0.0):
+            return "leaky_relu"
+        max_value = config.get("max_value")
+        if max_value is None:
+            return "relu"
+        return "relu6" if float(max_value) == 6.0 else f"relu_max{max_value}"
+    if isinstance(layer, layers.Activation):
+        return keras.activations.serialize(layer.activation)
+    if isinstance(layer, layers.Softmax):
+        return "softmax"
+    return None
+
+
+def _inline_activation(layer) -> str:
+    act = getattr(layer, "activation", None)
+    return "linear" if act is None else keras.activations.serialize(act)
+
+
+class _Rewriter:
+    """Builds the QAT model node by node (one instance per `quantize_model` call)."""
+
+    def __init__(self, model, *, num_bits, mode, ema_decay, quantize_input):
+        self.model = model
+        self.graph = walk(model)
+        self.num_bits = num_bits
+        self.mode = mode
+        self.ema_decay = ema_decay
+        self.quantize_input = quantize_input
+        self.new = {}  # (position, index) -> new tensor
+        self.fused_bn = {}  # BN position -> conv position
+        self.output_positions = {ref.node for ref in self.graph.outputs}
+        self.copies = []  # (new layer, [source layers]) for the weight transfer
+
+    # -- helpers --------------------------------------------------------------------------
+    def fq(self, x, name, fixed_range=None):
+        return FakeQuant(num_bits=self.num_bits, mode=self.mode, ema_decay=self.ema_decay,
+                         fixed_range=fixed_range, name=f"{name}_fq")(x)
+
+    def consumers(self, node):
+        return [self.graph.nodes[p] for p in node.consumers]
+
+    def sole_consumer(self, node):
+        consumers = self.consumers(node)
+        if len(consumers) == 1 and node.position not in self.output_positions:
+            return consumers[0]
+        return None
+
+    def fused_activation_follows(self, node) -> bool:
+        consumer = self.sole_consumer(node)
+        return consumer is not None and _activation_name(consumer.layer) in _FUSABLE_ACTIVATIONS
+
+    def unsupported(self, node, why):
+        raise UnsupportedLayerError(
+            f"Layer {node.name!r} ({node.type_name}) cannot be quantized by the native QAT "
+            f"engine: {why}. Replace it with standard Keras layers that TFLite runs in int8 "
+            "(Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Add, Concatenate, pooling, "
+            "Dense ...), or keep the model in float (export kinds 'float16'/'dynamic_int8').")
+
+    # -- the rewrite ----------------------------------------------------------------------
+    def run(self):
+        inputs = []
+        for node in self.graph.nodes:
+            if node.is_input:
+                shape = node.output_shape
+                x = keras.Input(shape=shape[1:], batch_size=shape[0], name=node.name)
+                inputs.append(x)
+                self.new[(node.position, 0)] = (self.fq(x, node.name) if self.quantize_input
+                                                else x)
+                continue
+            if not node.is_layer:
+                self.unsupported(node, "it is a raw operation, not a Keras layer")
+            args = [self.new[(ref.node, ref.index)] for ref in node.inputs]
+            outputs = self.rewrite(node, args)
+            for i, tensor in enumerate(outputs if isinstance(outputs, (list, tuple)) else [outputs]):
+                self.new[(node.position, i)] = tensor
+        outputs = [self.new[(ref.node, ref.index)] for ref in self.graph.outputs]
+        model_outputs = self.model.outputs
+        if isinstance(self.model.output, dict):
+            outputs = dict(zip(self.model.output.keys(), outputs))
+        elif len(model_outputs) == 1:
+            outputs = outputs[0]
+        qat_model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs,
+                                name=f"{self.model.name}_qat")
+        for new_layer, assign in self.copies:
+            assign(new_layer)
+        return qat_model
+
+    def rewrite(self, node, args):
+        layer = node.layer
+        x = args[0] if len(args) == 1 else args
+        if node.position in self.fused_bn:
+            return x  # folded into the convolution already
+        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)) and \
+                not isinstance(layer, (layers.Conv2DTranspose, layers.SeparableConv2D)):
+            return self.conv(node, x)
+        if isinstance(layer, layers.Dense):
+            return self.dense(node, x)
+        if isinstance(layer, layers.BatchNormalization):
+            return self.lone_batchnorm(node, x)
+        if isinstance(layer, (layers.ReLU, layers.Activation, layers.Softmax)):
+            return self.activation(node, x, _activation_name(layer))
+        if isinstance(layer, _PASS_THROUGH):
+            if isinstance(layer, layers.UpSampling2D) and layer.interpolation not in (
+                    "nearest", "bilinear"):
+                self.unsupported(node, f"interpolation {layer.interpolation!r} has no int8 kernel")
+            return self.clone(layer)(x)
+        if isinstance(layer, _REQUANTIZING):
+            return self.fq(self.clone(layer)(x), layer.name)
+        if isinstance(layer, layers.InputLayer):
+            return x
+        self.unsupported(node, "no quantized equivalent is known")
+
+    def clone(self, layer):
+        new = layer.__class__.from_config(layer.get_config())
+        if layer.weights:
+            self.copies.append((new, lambda n, src=layer: n.set_weights(src.get_weights())))
+        return new
+
+    def finish_linear(self, node, y, activation, name):
+        """Quantizes the output of a conv/dense (`node`, possibly with its folded BN) and applies
+        an inline activation."""
+        if activation not in (None, "linear"):
+            if activation in _FUSABLE_ACTIVATIONS:
+                y = self.activation_layer(activation, f"{name}_act")(y)
+                return self.fq(y, f"{name}_act")
+            y = self.fq(y, name)
+            return self.apply_activation(y, activation, f"{name}_act", node)
+        if self.fused_activation_follows(node):
+            return y
+        return self.fq(y, name)
+
+    def conv(self, node, x):
+        layer = node.layer
+        config = layer.get_config()
+        bn_node = self.sole_consumer(node)
+        activation = _inline_activation(layer)
+        fold = (bn_node is not None and isinstance(bn_node.layer, layers.BatchNormalization)
+                and activation == "linear" and bn_node.layer.axis in (-1, 3, [-1], [3]))
+        depthwise = isinstance(layer, layers.DepthwiseConv2D)
+        if config.get("data_format", "channels_last") != "channels_last":
+            self.unsupported(node, "only channels_last is supported")
+        bn = bn_node.layer if fold else None
+        new = QuantConv(
+            kind="depthwise" if depthwise else "conv",
+            filters=None if depthwise else config["filters"],
+            kernel_size=config["kernel_size"], strides=config["strides"],
+            padding=config["padding"], dilation_rate=config["dilation_rate"],
+            groups=config.get("groups", 1), depth_multiplier=config.get("depth_multiplier", 1),
+            use_bias=config["use_bias"], batchnorm=fold,
+            bn_epsilon=bn.epsilon if fold else 1e-3,
+            bn_center=bn.center if fold else True, bn_scale=bn.scale if fold else True,
+            num_bits=self.num_bits, name=layer.name)
+        y = new(x)
+        self.copies.append((new, lambda n, conv=layer, bn=bn: _copy_conv(n, conv, bn)))
+        if fold:
+            self.fused_bn[bn_node.position] = node.position
+            # The quantizer decision depends on what follows the BN.
+            return self.finish_linear(bn_node, y, None, bn.name)
+        return self.finish_linear(node, y, activation, layer.name)
+
+    def dense(self, node, x):
+        layer = node.layer
+        new = QuantDense(layer.units, use_bias=layer.use_bias, num_bits=self.num_bits,
+                         name=layer.name)
+        y = new(x)
+        self.copies.append((new, lambda n, src=layer: n.set_weights(src.get_weights())))
+        return self.finish_linear(node, y, _inline_activation(layer), layer.name)
+
+    def lone_batchnorm(self, node, x):
+        layer = node.layer
+        new = self.clone(layer)
+        new.trainable = False  # frozen statistics, as in the folded convolutions
+        # TFLite does not fuse an activation into the MUL/ADD of a lone BN: always quantize.
+        return self.fq(new(x), layer.name)
+
+    def activation_layer(self, activation, name):
+        if activation == "relu6":
+            return layers.ReLU(max_value=6.0, name=name)
+        if activation == "relu":
+            return layers.ReLU(name=name)
+        return layers.Activation(activation, name=name)
+
+    def activation(self, node, x, activation):
+        return self.apply_activation(x, activation, node.name, node)
+
+    def apply_activation(self, x, activation, name, node):
+        if activation in _SPLIT_ACTIVATIONS:
+            if activation == "hard_sigmoid":
+                y = layers.Rescaling(1.0, offset=3.0, name=f"{name}_shift")(x)
+                y = layers.ReLU(max_value=6.0, name=f"{name}_relu6")(y)
+                y = self.fq(y, f"{name}_relu6")
+                y = layers.Rescaling(1.0 / 6.0, name=name)(y)
+                return self.fq(y, name)
+            gate = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
+            gate = self.fq(gate, f"{name}_sigmoid", fixed_range=SIGMOID_RANGE)
+            y = layers.Multiply(name=name)([x, gate])
+            return self.fq(y, name)
+        if activation not in _SINGLE_ACTIVATIONS:
+            self.unsupported(node, f"activation {activation!r} has no int8 TFLite kernel")
+        y = self.activation_layer(activation, name)(x)
+        return self.fq(y, name, fixed_range=_FIXED_RANGES.get(activation))
+
+
+def _copy_conv(new: QuantConv, conv, bn):
+    weights = [conv.weights[0].numpy()]
+    if conv.use_bias:
+        weights.append(conv.weights[1].numpy())
+    if bn is not None:
+        weights.extend(w.numpy() for w in bn.weights)
+    new.set_weights(weights)
+
+
+def quantize_model(model, *, num_bits: int = 8, mode: str = "ema", ema_decay: float = 0.999,
+                   quantize_input: bool = True):
+    """A quantization-aware copy of a Keras 3 functional model (weights copied, BN folded).
+
+    Args:
+        model: a functional Keras 3 model built from standard layers (a nested functional model
+            used as a layer is expanded).
+        num_bits: bit width of weights and activations (8 for TFLite int8).
+        mode: how activation ranges are found: "ema" (moving average of batch min/max) or
+            "learned".
+        ema_decay: decay of the moving average.
+        quantize_input: quantize the model input too (needed for a fully integer model).
+
+    Returns:
+        A new `keras.Model`: the same function with fake quantization, ready to train and to
+        convert with `kerascnn.export.to_tflite(qat_model, kind="qat_int8")`. Its activation
+        ranges are unset until it has seen data in training mode (`calibrate`, or training).
+
+    Raises:
+        UnsupportedLayerError: a layer with no int8 equivalent (names the layer).
+        ValueError: a model without a layer graph (subclassed).
+
+    Example:
+        >>> qat_model = quantize_model(kerascnn.build("mobilenet_v2", input_shape=(96, 96, 3)))
+    """
+    return _Rewriter(model, num_bits=num_bits, mode=mode, ema_decay=ema_decay,
+                     quantize_input=quantize_input).run()
+
+
+def fake_quant_layers(model) -> list:
+    """The `FakeQuant` layers of a QAT model."""
+    return [layer for layer in model.layers if isinstance(layer, FakeQuant)]
+
+
+def calibrate(qat_model, data, steps: int = 10) -> int:
+    """Sets the activation ranges of a fresh QAT model from a few batches, without training.
+
+    The ranges become the exact min/max over the batches (a moving average started from a cold
+    value would need hundreds of steps to settle).
+
+    Args:
+        qat_model: a model from `quantize_model`.
+        data: a batched tf.data.Dataset (or iterable) of inputs or (inputs, labels).
+        steps: batches to look at.
+
+    Returns:
+        The number of batches used.
+    """
+    import numpy as np
+
+    quantizers = [q for q in fake_quant_layers(qat_model) if q.fixed_range is None]
+    lows = {id(q): np.inf for q in quantizers}
+    highs = {id(q): -np.inf for q in quantizers}
+    used = 0
+    for batch in data:
+        if used >= steps:
+            break
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        for q in quantizers:
+            q.initialized.assign(0.0)  # each call then takes the batch's own range
+        qat_model(x, training=True)
+        for q in quantizers:
+            lows[id(q)] = min(lows[id(q)], float(q.range_min.numpy()))
+            highs[id(q)] = max(highs[id(q)], float(q.range_max.numpy()))
+        used += 1
+    if not used:
+        raise ValueError("`data` is empty: calibration needs at least one batch.")
+    for q in quantizers:
+        q.range_min.assign(lows[id(q)])
+        q.range_max.assign(highs[id(q)])
+        q.initialized.assign(1.0)
+    return used

@@ -1,0 +1,200 @@
+"""The native QAT engine: fake-quant layers, the graph rewrite, and int8 TFLite parity.
+
+The end-to-end checks train on real Fashion-MNIST images (a subset), because agreement between a
+QAT model and its int8 file only means something on a model that has learned to separate classes.
+"""
+
+import numpy as np
+import pytest
+
+import keras
+from keras import layers
+
+import kerascnn
+from kerascnn.data import from_arrays, load_fashion_mnist, make_pipeline, pipeline_for
+from kerascnn.export import TFLiteModel, to_tflite
+from kerascnn.layers.quantization import FakeQuant, QuantConv, QuantDense
+from kerascnn.quantization import (UnsupportedLayerError, calibrate, fake_quant_layers, qat,
+                                   quantize_model)
+from kerascnn.quantization.checks import compare_kernels, integer_report
+from kerascnn.training import get_recipe, train
+
+pytestmark = pytest.mark.xdist_group("qat_native")
+
+UNIT = {"scale": (1 / 255.0,), "offset": (0.0,), "channel_order": "L"}
+
+
+# --- layers ------------------------------------------------------------------------------------
+def test_fake_quant_tracks_batch_range_then_moving_average():
+    fq = FakeQuant(ema_decay=0.9)
+    x = np.linspace(-1.0, 3.0, 64, dtype="float32").reshape(1, 64)
+    fq(x, training=True)
+    assert float(fq.range_min.numpy()) == pytest.approx(-1.0)
+    assert float(fq.range_max.numpy()) == pytest.approx(3.0)
+    fq(x * 2, training=True)
+    assert float(fq.range_max.numpy()) == pytest.approx(0.9 * 3.0 + 0.1 * 6.0, rel=1e-5)
+    # Inference does not move the range, and outputs lie on 255 steps of the range.
+    before = float(fq.range_max.numpy())
+    y = np.asarray(fq(x * 10, training=False))
+    assert float(fq.range_max.numpy()) == before
+    step = (before - float(fq.range_min.numpy())) / 255
+    assert y.max() <= before + 1e-5
+    grid = (y - y.min()) / step
+    np.testing.assert_allclose(grid, np.round(grid), atol=1e-3)
+
+
+def test_fake_quant_fixed_range_and_errors():
+    fq = FakeQuant(fixed_range=(0.0, 255 / 256))
+    y = np.asarray(fq(np.array([[0.3, 2.0, -1.0]], "float32"), training=True))
+    np.testing.assert_allclose(y, [[round(0.3 * 256) / 256, 255 / 256, 0.0]], atol=1e-6)
+    assert FakeQuant.from_config(fq.get_config()).fixed_range == (0.0, 255 / 256)
+    with pytest.raises(ValueError, match="Received: mode='minmax'"):
+        FakeQuant(mode="minmax")
+    with pytest.raises(ValueError, match="fixed_range"):
+        FakeQuant(fixed_range=(1.0, 2.0))
+    with pytest.raises(ValueError, match="num_bits"):
+        FakeQuant(num_bits=1)
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_quant_conv_folds_batchnorm(depthwise):
+    """Folded conv + BN equals Conv -> BN(inference) up to the weight quantization, and equals it
+    exactly with 16-bit weights."""
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((8, 8, 4))
+    conv = (layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="conv") if depthwise
+            else layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False, name="conv"))
+    bn = layers.BatchNormalization(name="bn")
+    model = keras.Model(inputs, bn(conv(inputs)))
+    for w in model.weights:
+        value = rng.normal(0, 0.5, w.shape)
+        if "variance" in w.path or "gamma" in w.path:
+            value = 0.5 + np.abs(value)
+        w.assign(value.astype("float32"))
+    x = rng.normal(size=(2, 8, 8, 4)).astype("float32")
+    expected = np.asarray(model(x, training=False))
+    for bits, tolerance in ((16, 1e-3), (8, 0.1)):
+        qmodel = quantize_model(model, num_bits=bits, quantize_input=False)
+        qconv = [l for l in qmodel.layers if isinstance(l, QuantConv)]
+        assert len(qconv) == 1 and qconv[0].batchnorm
+        assert not [l for l in qmodel.layers if isinstance(l, layers.BatchNormalization)]
+        calibrate(qmodel, [x], steps=1)
+        np.testing.assert_allclose(np.asarray(qmodel(x, training=False)), expected,
+                                   atol=tolerance * np.abs(expected).max())
+
+
+def test_quantized_kernel_is_symmetric_per_channel():
+    layer = QuantConv(kind="conv", filters=3, kernel_size=(1, 1))
+    layer.build((None, 4, 4, 2))
+    layer.kernel.assign(np.array([[[[1.0, 0.01, -4.0], [0.5, -0.02, 2.0]]]], "float32"))
+    q = np.asarray(layer.quantized_kernel())[0, 0]
+    for channel, max_abs in enumerate((1.0, 0.02, 4.0)):
+        steps = q[:, channel] / (max_abs / 127)
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
+        assert np.abs(q[:, channel]).max() == pytest.approx(max_abs, rel=1e-5)
+
+
+# --- the rewrite -------------------------------------------------------------------------------
+def test_rewrite_of_mobilenet_v2():
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    qmodel = quantize_model(model)
+    convs = [l for l in model.layers if isinstance(l, (layers.Conv2D, layers.DepthwiseConv2D))]
+    qconvs = [l for l in qmodel.layers if isinstance(l, QuantConv)]
+    assert len(qconvs) == len(convs) and all(l.batchnorm for l in qconvs)
+    assert len([l for l in qmodel.layers if isinstance(l, QuantDense)]) == 1
+    assert not [l for l in qmodel.layers if isinstance(l, layers.BatchNormalization)]
+    # ReLU6 is fused into the conv: its quantizer comes after the activation, not before.
+    names = {l.name for l in fake_quant_layers(qmodel)}
+    assert "stage2_block1_expand_relu6_fq" in names
+    assert "stage2_block1_expand_bn_fq" not in names
+    # Linear bottlenecks (projection conv + BN, no activation) are quantized after the BN.
+    assert "stage2_block2_project_bn_fq" in names
+    # The softmax is split from the classifier's Dense and gets TFLite's fixed output range.
+    assert qmodel.get_layer("predictions_act_fq").fixed_range == (0.0, 255 / 256)
+    assert qmodel.get_layer("predictions_fq").fixed_range is None
+
+
+def test_unsupported_layer_is_named():
+    from kerascnn.layers import LocalResponseNormalization
+
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(4, 3, name="conv")(inputs)
+    x = LocalResponseNormalization(name="my_lrn")(x)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(UnsupportedLayerError, match="my_lrn.*LocalResponseNormalization"):
+        quantize_model(model)
+    with pytest.raises(ValueError, match="Received: engine='onnx'"):
+        qat(model, None, engine="onnx")
+
+
+def test_qat_model_saves_and_loads(tmp_path):
+    model = kerascnn.build("mobilenet_v3_small", input_shape=(32, 32, 3), alpha=0.75, classes=10)
+    qmodel = quantize_model(model)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype("float32")
+    calibrate(qmodel, [x], steps=1)
+    path = tmp_path / "qat.keras"
+    qmodel.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(qmodel(x)))
+
+
+# --- end to end on Fashion-MNIST ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fashion():
+    xtr, ytr = load_fashion_mnist("train")
+    xte, yte = load_fashion_mnist("test")
+    return (xtr[:6000], ytr[:6000]), (xte[:1000], yte[:1000])
+
+
+def _user_cnn():
+    """A CNN written by hand with Keras 3 layers (not from the zoo): a residual Add, a
+    Concatenate, an SE block with a sigmoid gate and Multiply, and hard-swish."""
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("hard_swish")(x)
+    y = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = layers.Add()([x, y])
+    a = layers.Conv2D(8, 1, activation="relu")(x)
+    b = layers.DepthwiseConv2D(3, padding="same")(x)
+    b = layers.ReLU(6.0)(b)
+    x = layers.Concatenate()([a, b])
+    x = layers.MaxPooling2D()(x)
+    s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = layers.Conv2D(6, 1, activation="relu")(s)
+    s = layers.Conv2D(24, 1, activation="sigmoid")(s)
+    x = layers.Multiply()([x, s])
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("swish")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="user_cnn")
+
+
+def _agreement(qmodel, content, images, labels):
+    keras_pred = np.asarray(qmodel.predict(images, verbose=0)).argmax(-1)
+    tflite_pred = TFLiteModel(content)(images).argmax(-1)
+    return ((keras_pred == labels).mean(), (tflite_pred == labels).mean(),
+            (keras_pred == tflite_pred).mean())
+
+
+def test_user_written_cnn_converts_fully_integer(fashion):
+    (xtr, ytr), (xte, yte) = fashion
+    kwargs = dict(input_shape=(28, 28, 1), preprocessing=UNIT, batch_size=64, augment=(), seed=0)
+    train_ds = make_pipeline(from_arrays(xtr, ytr), training=True, **kwargs)
+    test_ds = make_pipeline(from_arrays(xte, yte), training=False, **kwargs)
+    model = _user_cnn()
+    train(model, train_ds, None, get_recipe("default", optimizer="adamw", learning_rate=3e-3,
+                                             epochs=2, warmup_epochs=0, label_smoothing=0.0),
+          verbose=0)
+    qmodel = qat(model, train_ds, epochs=1, steps_per_epoch=40, verbose=0,
+                 recipe=get_recipe("default", optimizer="adamw", learning_rate=3e-3))
+    content = to_tflite(qmodel, kind="qat_int8", io_dtype="int8")
+    report = integer_report(content)
+    assert report["fully_integer"], report["float_tensors"]
+    assert {"HARD_SWISH", "CONCATENATION", "MUL", "LOGISTIC", "ADD"} <= set(report["ops"])
+    assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"]
+    images = np.concatenate([x for x, _ in test_ds])
+    keras_acc, tflite_acc, agree = _agreement(qmodel, content, images, yte)
+    assert keras_acc > 0.6, "the small CNN did not learn"
+    assert agree >= 0.95, (keras_acc, tflite_acc, agree)
