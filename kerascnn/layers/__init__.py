@@ -2,6 +2,9 @@
 with `keras.ops` (so it runs on every backend), has `get_config` and is registered as serializable
 under the "kerascnn" package, so models that use it save and load with `safe_mode=True`."""
 
+from kerascnn.layers.deformable import DeformableConv2D
 from kerascnn.layers.lrn import LocalResponseNormalization
+from kerascnn.layers.quantization import FakeQuant, QuantConv, QuantDense
 
-__all__ = ["LocalResponseNormalization"]
+__all__ = ["DeformableConv2D", "FakeQuant", "LocalResponseNormalization", "QuantConv",
+           "QuantDense"]

@@ -4,6 +4,9 @@
   https://arxiv.org/abs/1512.03385 (v1, the CIFAR networks of section 4.2, plain networks).
 - He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016,
   https://arxiv.org/abs/1603.05027 (v2, pre-activation).
+- Dai et al., "Deformable Convolutional Networks", ICCV 2017, https://arxiv.org/abs/1703.06211,
+  and Zhu et al., "Deformable ConvNets v2: More Deformable, Better Results", CVPR 2019,
+  https://arxiv.org/abs/1811.11168 (resnet50_dcn: deformable 3x3 convolutions).
 
 Each network is a block type plus per-stage repeats and filters, decoded by one builder.
 Conventions, chosen so that published weights load unchanged:
@@ -18,6 +21,14 @@ Conventions, chosen so that published weights load unchanged:
 - The CIFAR networks (6n+2 layers: 16/32/64 filters) use the paper's option A shortcut (strided
   identity plus zero channels), so a residual net and its plain twin have the same parameters.
 - BN momentum is 0.99 (keras.applications: 0.99 as well); `bn_momentum` sets it.
+- resnet50_dcn is resnet50 with every bottleneck 3x3 convolution of conv3_x, conv4_x and conv5_x
+  (our stage2..stage4) deformable, the configuration DCNv2 (section 3.1) stacks; Dai et al. made
+  only the last three 3x3 layers (conv5_x) deformable. The default is the unmodulated v1 operator;
+  `modulated=True` gives DCNv2's. `deformable_stages` applies the same option to any bottleneck
+  ResNet. The deformable layers keep the names of the convolutions they replace (e.g.
+  `stage4_block2_conv2_conv`), with the same kernel shape; their offset branches start at zero,
+  so the untrained network computes what resnet50 computes with the same weights. No ImageNet
+  weights are offered (the papers fine-tune detectors from ImageNet ResNets instead).
 """
 
 from __future__ import annotations
@@ -27,8 +38,10 @@ import dataclasses
 from keras import layers
 
 from kerascnn.blocks.conv import BN_MOMENTUM, apply_conv_bn_act_block
-from kerascnn.blocks.residual import (RESNET_BN_EPSILON, apply_basic_block, apply_bottleneck_block,
+from kerascnn.blocks.residual import (RESNET_BN_EPSILON, _add_residual, _apply_projection_shortcut,
+                                      _apply_se, apply_basic_block, apply_bottleneck_block,
                                       apply_preact_bottleneck_block)
+from kerascnn.layers.deformable import DeformableConv2D
 from kerascnn.models.common import (check_choice, check_head_args, check_number, entry_signature,
                                     finish_classifier, resolve_input)
 from kerascnn.registry import preprocessing_caffe, preprocessing_tf, preprocessing_torch, register_model
@@ -47,6 +60,9 @@ class ResNetSpec:
         conv_bias: convolutions carry biases (keras.applications' ResNets do).
         bn_epsilon: BatchNormalization epsilon.
         shortcut_type: "projection" (1x1 conv) or "padding" (option A) when shapes change.
+        se_ratio: squeeze-and-excitation ratio of every block, None for none.
+        deformable_stages: stages (numbered 1.. as in the layer names stage{i}_*) whose bottleneck
+            3x3 convolutions are deformable; stage 1 is the paper's conv2_x.
         keras_applications: the counterpart's name, if any.
     """
 
@@ -59,6 +75,7 @@ class ResNetSpec:
     bn_epsilon: float = 1e-5
     shortcut_type: str = "projection"
     se_ratio: float | None = None
+    deformable_stages: tuple = ()
     keras_applications: str | None = None
 
     @property
@@ -99,12 +116,50 @@ SE_RESNET34 = dataclasses.replace(RESNET34, se_ratio=1 / 16)
 SE_RESNET50 = ResNetSpec("bottleneck", (3, 4, 6, 3), se_ratio=1 / 16)
 SE_RESNET101 = ResNetSpec("bottleneck", (3, 4, 23, 3), se_ratio=1 / 16)
 SE_RESNET152 = ResNetSpec("bottleneck", (3, 8, 36, 3), se_ratio=1 / 16)
+# Deformable ResNet-50: conv3_x..conv5_x (stages 2-4 here), as in DCNv2's section 3.1.
+RESNET50_DCN = dataclasses.replace(RESNET50, deformable_stages=(2, 3, 4), keras_applications=None)
+
+
+def _apply_deformable_bottleneck_block(x, *, filters, strides=1, dilation_rate=1, shortcut=True,
+                                       se_ratio=None, use_bias=True, modulated=False,
+                                       bn_epsilon=RESNET_BN_EPSILON, bn_momentum=BN_MOMENTUM,
+                                       drop_rate=0.0, name):
+    """1x1 conv (strided) -> BN -> ReLU -> 3x3 deformable conv -> BN -> ReLU -> 1x1 conv (4x
+    filters) -> BN [-> SE] [+ shortcut] -> ReLU.
+
+    `apply_bottleneck_block` (stride in the 1x1) with a `DeformableConv2D` as its 3x3
+    convolution. It lives with the model rather than in kerascnn/blocks, whose blocks use built-in
+    Keras layers only. Layer names are those of `apply_bottleneck_block`, so the deformable layer
+    is {name}_conv2_conv.
+    """
+    common = dict(use_bias=use_bias, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum)
+    residual = x
+    x = apply_conv_bn_act_block(x, filters=filters, kernel_size=1, strides=strides,
+                                activation="relu", name=f"{name}_conv1", **common)
+    # Stride 1 and an odd kernel: "same" padding is the symmetric padding of the regular block.
+    x = DeformableConv2D(filters, 3, padding="same", dilation_rate=dilation_rate,
+                         use_bias=use_bias, modulated=modulated, kernel_initializer="he_normal",
+                         name=f"{name}_conv2_conv")(x)
+    x = layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+                                  name=f"{name}_conv2_bn")(x)
+    x = layers.ReLU(name=f"{name}_conv2_relu")(x)
+    x = apply_conv_bn_act_block(x, filters=4 * filters, kernel_size=1, activation=None,
+                                name=f"{name}_conv3", **common)
+    if se_ratio:
+        x = _apply_se(x, se_ratio, name)
+    if shortcut:
+        if strides != 1 or residual.shape[-1] != 4 * filters:
+            residual = _apply_projection_shortcut(residual, filters=4 * filters, strides=strides,
+                                                  shortcut_type="projection", name=name, **common)
+        x = _add_residual(residual, x, drop_rate, name)
+    return layers.ReLU(name=f"{name}_out")(x)
 
 
 def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top=True,
            classes=None, pooling=None, classifier_activation="softmax", dropout_rate=0.0,
            weights=None, name=None, shortcut=True, se_ratio=None, drop_connect_rate=0.0,
-           output_stride=None, features_only=False, bn_momentum=BN_MOMENTUM):
+           output_stride=None, features_only=False, bn_momentum=BN_MOMENTUM,
+           deformable_stages=None, modulated=False):
     """Builds a ResNet from its spec.
 
     Args:
@@ -127,6 +182,11 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
             dilations.
         features_only: return {"P{n}": feature map} instead of a classifier.
         bn_momentum: BatchNormalization momentum.
+        deformable_stages: stages (1..4, as numbered in the layer names; stage 1 is the
+            paper's conv2_x) whose bottleneck 3x3 convolutions become `DeformableConv2D` layers
+            (default: none; (2, 3, 4) for resnet50_dcn). Bottleneck ResNets (v1) only.
+        modulated: the deformable convolutions are DCNv2's modulated ones (a sigmoid mask per
+            sampling point).
 
     Returns:
         A `keras.Model`.
@@ -144,7 +204,9 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
     check_number("drop_connect_rate", drop_connect_rate, low=0.0, high=0.99)
     check_number("bn_momentum", bn_momentum, low=0.0, high=1.0)
     check_choice("output_stride", output_stride, spec.output_strides)
-    imagenet_ok = spec.keras_applications is not None and shortcut and se_ratio == spec.se_ratio
+    deformable_stages = _check_deformable(spec, deformable_stages, modulated)
+    imagenet_ok = (spec.keras_applications is not None and shortcut and se_ratio == spec.se_ratio
+                   and not deformable_stages)
     check_head_args(include_top=include_top, classes=classes, pooling=pooling,
                     classifier_activation=classifier_activation, dropout_rate=dropout_rate,
                     weights=weights, has_imagenet_weights=imagenet_ok, features_only=features_only)
@@ -190,6 +252,9 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
             if spec.block == "basic":
                 x = apply_basic_block(x, shortcut_type=spec.shortcut_type, use_bias=spec.conv_bias,
                                       **common)
+            elif spec.block == "bottleneck" and i in deformable_stages:
+                x = _apply_deformable_bottleneck_block(x, use_bias=spec.conv_bias,
+                                                       modulated=modulated, **common)
             elif spec.block == "bottleneck":
                 x = apply_bottleneck_block(x, use_bias=spec.conv_bias, **common)
             else:
@@ -208,12 +273,35 @@ def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top
                              dropout_rate=dropout_rate, keras_applications=spec.keras_applications)
 
 
+def _check_deformable(spec, deformable_stages, modulated):
+    """Validates `deformable_stages` and `modulated`; returns the stages as a tuple."""
+    stages = spec.deformable_stages if deformable_stages is None else deformable_stages
+    count = len(spec.repeats)
+    if (not isinstance(stages, (tuple, list))
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= count for s in stages)):
+        raise ValueError(f"`deformable_stages` must be a tuple of stage numbers from 1 to {count}. "
+                         f"Received: deformable_stages={deformable_stages!r}")
+    if stages and spec.block != "bottleneck":
+        raise ValueError("`deformable_stages` applies to bottleneck ResNets (v1: resnet50, "
+                         f"resnet101, ...); this one has {spec.block!r} blocks. "
+                         f"Received: deformable_stages={deformable_stages!r}")
+    if not isinstance(modulated, bool):
+        raise ValueError(f"`modulated` must be True or False. Received: modulated={modulated!r}")
+    if modulated and not stages:
+        raise ValueError("`modulated` applies to deformable convolutions, and this model has "
+                         "none; pass `deformable_stages` too. Received: modulated=True")
+    return tuple(stages)
+
+
 _PAPER_V1 = ("He et al., Deep Residual Learning for Image Recognition, CVPR 2016, "
              "https://arxiv.org/abs/1512.03385")
 _PAPER_V2 = ("He et al., Identity Mappings in Deep Residual Networks, ECCV 2016, "
              "https://arxiv.org/abs/1603.05027")
 _PAPER_SE = ("Hu et al., Squeeze-and-Excitation Networks, CVPR 2018, "
              "https://arxiv.org/abs/1709.01507")
+_PAPER_DCN = ("Dai et al., Deformable Convolutional Networks, ICCV 2017, "
+              "https://arxiv.org/abs/1703.06211; Zhu et al., Deformable ConvNets v2: More "
+              "Deformable, Better Results, CVPR 2019, https://arxiv.org/abs/1811.11168")
 _KA_TABLE = "keras.applications documentation table (single 224 crop)"
 _TV = "torchvision model card (IMAGENET1K_V1 weights)"
 
@@ -230,7 +318,9 @@ def _register(name, spec, *, paper=_PAPER_V1, preprocessing=None, accuracy=None,
 
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = f"{name}: {spec.block} blocks, {spec.repeats} per stage" + (
-        f", squeeze-and-excitation 1/{round(1 / spec.se_ratio)}." if spec.se_ratio else ".")
+        f", squeeze-and-excitation 1/{round(1 / spec.se_ratio)}" if spec.se_ratio else "") + (
+        f", deformable 3x3 convolutions in stages {spec.deformable_stages}"
+        if spec.deformable_stages else "") + "."
     default_shape = (32, 32, 3) if spec.stem == "cifar" else (224, 224, 3)
     register_model(family=family, paper=paper, default_input_shape=default_shape,
                    min_input_size=spec.min_input_size,
@@ -269,6 +359,9 @@ se_resnet101 = _register("se_resnet101", SE_RESNET101, paper=_PAPER_SE, family="
 se_resnet152 = _register("se_resnet152", SE_RESNET152, paper=_PAPER_SE, family="senet",
                          preprocessing=preprocessing_torch(),
                          accuracy={"imagenet_top1": 78.43, "source": _SE_TOP1})
+# resnet50's layout and preprocessing, so that its weights fit every layer but the offset branches.
+resnet50_dcn = _register("resnet50_dcn", RESNET50_DCN, paper=_PAPER_DCN, family="dcn",
+                         preprocessing=preprocessing_caffe())
 
 # CIFAR-10 test accuracy: 100 - error of Table 6 in the paper. Plain nets: same depth, no shortcuts.
 _TABLE6 = "paper, Table 6 (CIFAR-10)"
