@@ -371,6 +371,18 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from kerascnn.demo import DemoConfig, run_demo
+
+    fields = {f: getattr(args, f) for f in ("model", "data", "epochs", "qat_epochs", "input_size",
+                                            "alpha", "batch_size", "steps_per_epoch",
+                                            "qat_steps", "eval_samples", "out", "latency_runs",
+                                            "seed")
+              if getattr(args, f) is not None}
+    run_demo(DemoConfig(**fields))
+    return 0
+
+
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split())
 
@@ -447,6 +459,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
     p.add_argument("--steps", type=int, metavar="N", help="evaluate only N batches")
     p.set_defaults(func=_cmd_evaluate)
+    p = commands.add_parser("demo", help="the main job: train, QAT fine-tune and export a phone "
+                                         "bundle, then print accuracy, size and latency")
+    p.add_argument("--model", metavar="NAME", help=f"registry name (default: {DEFAULT_MODEL})")
+    p.add_argument("--data", metavar="SOURCE",
+                   help="fashion_mnist (offline, default), tfds:NAME or an image folder")
+    p.add_argument("--epochs", type=int, metavar="N", help="float training epochs")
+    p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT fine-tuning epochs (0: none)")
+    p.add_argument("--input-size", type=int, metavar="N", help="square input size")
+    p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
+    p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--steps-per-epoch", type=int, metavar="N",
+                   help="batches per training epoch (default: all; small values for a smoke run)")
+    p.add_argument("--qat-steps", type=int, metavar="N", help="batches per QAT epoch")
+    p.add_argument("--eval-samples", type=int, metavar="N",
+                   help="test images for the table (default: the whole test set)")
+    p.add_argument("--latency-runs", type=int, metavar="N")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", metavar="DIR", help="bundle directory (default: export/bundles/MODEL)")
+    p.set_defaults(func=_cmd_demo)
     add_analysis_commands(commands)
     return parser
 

@@ -147,7 +147,7 @@ def _agreement(keras_probs, tflite_probs, labels):
 def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *,
            representative_data=None, labels=None, validation_data=None, preprocessing=None,
            io_dtype="int8", allow_flex=False, resize_method="bilinear", source_model=None,
-           validation_samples=500, latency_runs=50, threads=(1, 2)) -> dict:
+           validation_samples=500, latency_runs=50, threads=(1, 2), qat_model=None) -> dict:
     """Exports a classifier as a bundle directory (see the module docstring for its layout).
 
     Args:
@@ -169,6 +169,10 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
         validation_samples: at most this many held-out samples are compared.
         latency_runs: timed runs per file and thread count (0 skips latency).
         threads: interpreter thread counts to time.
+        qat_model: the quantization-aware twin of `model` (from `kerascnn.quantization.qat`):
+            "tflite_qat_int8" is converted from it, and its agreement is measured against it,
+            while the other formats come from the float `model`. Without it, a
+            "tflite_qat_int8" export needs `model` itself to be a QAT model.
 
     Returns:
         The report as a dict (also written as report.json and report.md).
@@ -188,6 +192,14 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
     prep = preprocessing_for(model, preprocessing)
     val_x, val_y = _as_arrays(validation_data, validation_samples)
     keras_probs = model.predict(val_x, verbose=0, batch_size=64) if val_x is not None else None
+    if qat_model is not None:
+        qat_model = _classifier_only(qat_model)
+        if tuple(qat_model.inputs[0].shape[1:]) != tuple(model.inputs[0].shape[1:]):
+            raise ValueError("`qat_model` must take the same input as `model`. Received input "
+                             f"shapes {tuple(qat_model.inputs[0].shape[1:])} and "
+                             f"{tuple(model.inputs[0].shape[1:])}.")
+    qat_probs = (qat_model.predict(val_x, verbose=0, batch_size=64)
+                 if qat_model is not None and val_x is not None else keras_probs)
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +216,8 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
                 model.export(str(target), format="tf_saved_model", verbose=False)
                 entries[fmt] = {"file": target.name}
                 continue
-            content = to_tflite(model, fmt.removeprefix("tflite_"),
+            from_qat = fmt == "tflite_qat_int8" and qat_model is not None
+            content = to_tflite(qat_model if from_qat else model, fmt.removeprefix("tflite_"),
                                 representative_data=representative_data, io_dtype=io_dtype,
                                 allow_flex=allow_flex)
             target.write_bytes(content)
@@ -214,7 +227,9 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
             info = {"file": target.name, "size_bytes": len(content), "ops": tflite_ops(content),
                     "input": details["input"], "output": details["output"]}
             if keras_probs is not None:
-                info["agreement"] = _agreement(keras_probs, runner(val_x), val_y)
+                reference = qat_probs if from_qat else keras_probs
+                info["agreement"] = _agreement(reference, runner(val_x), val_y)
+                info["agreement"]["reference"] = "qat_model" if from_qat else "model"
             if latency_runs:
                 info["latency_ms"] = {str(t): round(TFLiteModel(content, num_threads=t)
                                                     .latency_ms(runs=latency_runs), 3)

@@ -36,10 +36,12 @@ def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = No
 
     Fine-tuning starts from trained weights: no warm-up, a learning rate a tenth of the float
     recipe's peak (unless given), BN statistics frozen (they are folded), no precise-BN pass, no
-    mixed precision (the fake-quant ops are float32), no batch mixing.
+    mixed precision (the fake-quant ops are float32), no batch mixing. Without a recipe: AdamW at
+    1e-4. With BN folded nothing renormalises the activations, so a float recipe's SGD rate
+    (e.g. 0.1 / 10) can make the fine-tuning diverge; pass the recipe the model was trained with.
 
     Args:
-        recipe: a `Recipe` or recipe name (default: "default").
+        recipe: a `Recipe` or recipe name (default: AdamW, peak 1e-3 before the division).
         epochs: QAT epochs.
         learning_rate: peak learning rate (default: the recipe's / 10).
 
@@ -48,7 +50,8 @@ def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = No
     """
     from kerascnn.training import get_recipe
 
-    base = get_recipe(recipe or "default")
+    base = (get_recipe(recipe) if recipe is not None else
+            get_recipe("default", optimizer="adamw", learning_rate=1e-3, weight_decay=0.0))
     return dataclasses.replace(
         base, epochs=epochs, learning_rate=learning_rate or base.learning_rate / 10,
         warmup_epochs=0.0, bn_momentum=None, precise_bn_steps=0, mixed_precision=False,

@@ -1,0 +1,221 @@
+"""The main job: train a model, fine-tune it with QAT, export a phone bundle, and show the result.
+
+`kerascnn demo` (and `run_demo`) does, on the built-in default (MobileNetV2 on Fashion-MNIST from
+the offline IDX files):
+
+1. train the float model with the data set's recipe (`kerascnn.training.train`);
+2. fine-tune a quantization-aware copy (`kerascnn.quantization.qat`, native engine);
+3. export the bundle the Android demo loads (`kerascnn.export.export`): model.keras, float32,
+   float16, dynamic-range int8, post-training full int8 and QAT int8 TFLite files, labels,
+   metadata and a report;
+4. print a table: accuracy on the whole test set, size and latency of every variant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = "mobilenet_v2"
+DEFAULT_DATA = "fashion_mnist"
+FORMATS = ("keras", "tflite_float32", "tflite_float16", "tflite_dynamic_int8", "tflite_int8",
+           "tflite_qat_int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What the demo trains; the defaults are the README's main job.
+
+    Attributes:
+        model: registry name.
+        data: data source (see `kerascnn.data.load`).
+        epochs: float training epochs.
+        qat_epochs: QAT fine-tuning epochs.
+        input_size: square input size.
+        alpha: width multiplier (for models that take one; None: the model's default).
+        batch_size: training batch size.
+        learning_rate: peak learning rate of the float training.
+        steps_per_epoch: batches per float epoch (None: the whole training set); for smoke runs.
+        qat_steps: batches per QAT epoch (None: the whole training set); QAT from a trained
+            model needs a fraction of an epoch.
+        eval_samples: test images used for the accuracy table (None: the whole test set).
+        out: bundle directory (default: export/bundles/<model>).
+        run_dir: training run directory (checkpoints, logs) or None for none.
+        latency_runs: timed TFLite invocations per variant and thread count.
+        seed: data-order and augmentation seed.
+    """
+
+    model: str = DEFAULT_MODEL
+    data: str = DEFAULT_DATA
+    epochs: int = 6
+    qat_epochs: int = 1
+    input_size: int = 32
+    alpha: float | None = 1.0
+    batch_size: int = 128
+    learning_rate: float | None = None
+    steps_per_epoch: int | None = None
+    qat_steps: int | None = 150
+    eval_samples: int | None = None
+    out: str | None = None
+    run_dir: str | None = None
+    latency_runs: int = 50
+    seed: int = 0
+
+    def __post_init__(self):
+        positive = ("epochs", "input_size", "batch_size", "steps_per_epoch", "qat_steps",
+                    "eval_samples")
+        for name in positive + ("qat_epochs", "latency_runs"):
+            value = getattr(self, name)
+            if value is None and name not in ("epochs", "input_size", "batch_size", "qat_epochs",
+                                              "latency_runs"):
+                continue
+            low = 1 if name in positive else 0
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+
+
+def _stage(index, total, text):
+    print(f"\n[{index}/{total}] {text}", flush=True)
+
+
+def _arrays(dataset, limit=None):
+    import numpy as np
+
+    xs, ys = [], []
+    count = 0
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+        count += len(xs[-1])
+        if limit is not None and count >= limit:
+            break
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
+    """Runs the main job and returns its summary (also written to <out>/demo.json).
+
+    Args:
+        config: what to train and where to write.
+        verbose: Keras progress-bar setting for training.
+
+    Returns:
+        A dict with the accuracies, sizes, latencies, timings and the bundle path.
+
+    Raises:
+        ValueError: unknown model or data source, or bad settings (named in the message).
+    """
+    import keras
+
+    from kerascnn import build, model_info
+    from kerascnn.data import load, pipeline_for
+    from kerascnn.data.fashion_mnist import FASHION_MNIST_CLASSES
+    from kerascnn.export import export
+    from kerascnn.quantization import qat
+    from kerascnn.training import configure_for_hardware, get_recipe, train
+
+    started = time.perf_counter()
+    info = model_info(config.model)  # raises with did-you-mean for an unknown name
+    recipe_name = "mobilenet_fashion_mnist" if config.data == DEFAULT_DATA else "default"
+    overrides = {"epochs": config.epochs, "batch_size": config.batch_size}
+    if config.learning_rate is not None:
+        overrides["learning_rate"] = config.learning_rate
+    recipe = get_recipe(recipe_name, **overrides)
+    configure_for_hardware(recipe)
+    train_source, test_source = load(config.data, "train"), load(config.data, "test")
+    class_names = list(getattr(train_source, "class_names", None) or [])
+    if not class_names and config.data == DEFAULT_DATA:
+        class_names = list(FASHION_MNIST_CLASSES)
+    if not class_names:
+        raise ValueError(f"The classes of data source {config.data!r} are unknown.")
+    if config.input_size < info.min_input_size:
+        raise ValueError(f"{config.model} needs an input of at least {info.min_input_size}x"
+                         f"{info.min_input_size}. Received: input_size={config.input_size}")
+    kwargs = {"input_shape": (config.input_size, config.input_size,
+                              info.default_input_shape[-1]),
+              "classes": len(class_names)}
+    if config.alpha is not None and "alpha" in inspect.signature(info.builder).parameters:
+        kwargs["alpha"] = config.alpha
+    model = build(config.model, **kwargs)
+    pipe = dict(batch_size=config.batch_size, seed=config.seed)
+    train_data = pipeline_for(model, train_source, training=True, augment=recipe.augment, **pipe)
+    calib_data = pipeline_for(model, train_source, training=False, **pipe)
+    test_data = pipeline_for(model, test_source, training=False, **pipe)
+    out = Path(config.out or Path("export") / "bundles" / config.model)
+    timings = {}
+
+    _stage(1, 4, f"Training {config.model} ({model.count_params():,} parameters) at "
+                 f"{config.input_size}x{config.input_size} on {config.data} for {config.epochs} "
+                 "epochs")
+    t = time.perf_counter()
+    history = train(model, train_data, test_data, recipe, out_dir=config.run_dir,
+                    steps_per_epoch=config.steps_per_epoch, verbose=verbose)
+    timings["train_s"] = time.perf_counter() - t
+
+    _stage(2, 4, f"Quantization-aware fine-tuning ({config.qat_epochs} epoch(s), native engine)")
+    t = time.perf_counter()
+    qat_model = qat(model, train_data, test_data, epochs=config.qat_epochs, recipe=recipe,
+                    steps_per_epoch=config.qat_steps, verbose=verbose)
+    timings["qat_s"] = time.perf_counter() - t
+
+    _stage(3, 4, f"Exporting the bundle to {out}")
+    t = time.perf_counter()
+    test_x, test_y = _arrays(test_data, config.eval_samples)
+    calib_x, _ = _arrays(calib_data.take(4))
+    report = export(model, out, formats=FORMATS, qat_model=qat_model,
+                    representative_data=calib_x, labels=class_names,
+                    validation_data=(test_x, test_y), validation_samples=len(test_x),
+                    latency_runs=config.latency_runs, source_model=config.model)
+    timings["export_s"] = time.perf_counter() - t
+    # Keras accuracies on the same test images as the TFLite files.
+    float_accuracy = report.get("keras_accuracy")
+    qat_accuracy = report["tflite"]["tflite_qat_int8"]["agreement"].get("keras_accuracy")
+    del history
+    timings["total_s"] = time.perf_counter() - started
+
+    summary = {
+        "model": config.model, "data": config.data, "config": dataclasses.asdict(config),
+        "parameters": int(model.count_params()), "test_samples": int(len(test_x)),
+        "keras_float_accuracy": float_accuracy, "keras_qat_accuracy": qat_accuracy,
+        "variants": {
+            fmt: {"file": entry["file"], "size_bytes": entry["size_bytes"],
+                  "accuracy": entry.get("agreement", {}).get("tflite_accuracy"),
+                  "top1_agreement": entry.get("agreement", {}).get("top1_agreement"),
+                  "latency_ms": entry.get("latency_ms", {})}
+            for fmt, entry in report["tflite"].items()},
+        "bundle": str(out), "timings": {k: round(v, 1) for k, v in timings.items()},
+        "backend": keras.backend.backend(),
+    }
+    (out / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _stage(4, 4, "Result")
+    print(format_summary(summary), flush=True)
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """The demo's result table as text."""
+    rows = [("Keras float", None, summary["keras_float_accuracy"], None, None),
+            ("Keras QAT", None, summary["keras_qat_accuracy"], None, None)]
+    for fmt, v in summary["variants"].items():
+        rows.append((v["file"], v["size_bytes"], v["accuracy"], v["latency_ms"].get("1"),
+                     v["latency_ms"].get("2")))
+
+    def cell(value, pattern):
+        return "-" if value is None else pattern.format(value)
+
+    header = ("model", "size (KiB)", "test accuracy", "latency 1 thr (ms)", "latency 2 thr (ms)")
+    lines = [" | ".join(header), " | ".join("-" * len(h) for h in header)]
+    for name, size, acc, l1, l2 in rows:
+        lines.append(" | ".join([name, cell(size and size / 1024, "{:.1f}"), cell(acc, "{:.4f}"),
+                                 cell(l1, "{:.3f}"), cell(l2, "{:.3f}")]))
+    t = summary["timings"]
+    lines += ["", f"{summary['model']} on {summary['data']}, {summary['parameters']:,} parameters, "
+                  f"{summary['test_samples']} test images.",
+              f"Time: training {t['train_s']:.0f} s, QAT {t['qat_s']:.0f} s, export "
+              f"{t['export_s']:.0f} s, total {t['total_s']:.0f} s.",
+              f"Bundle: {summary['bundle']} (copy it to android_demo/app/src/main/assets/bundle/)"]
+    return "\n".join(lines)
