@@ -198,3 +198,17 @@ def test_user_written_cnn_converts_fully_integer(fashion):
     keras_acc, tflite_acc, agree = _agreement(qmodel, content, images, yte)
     assert keras_acc > 0.6, "the small CNN did not learn"
     assert agree >= 0.95, (keras_acc, tflite_acc, agree)
+
+
+def test_lone_batchnorm_is_integer():
+    """BN that no conv absorbs (pre-activation nets): its MUL/ADD constants are quantized too."""
+    model = kerascnn.build("resnet50_v2", input_shape=(32, 32, 3), classes=10)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    qmodel = quantize_model(model)
+    from kerascnn.layers.quantization import QuantBatchNorm
+
+    lone = [l for l in qmodel.layers if isinstance(l, QuantBatchNorm)]
+    assert lone and "head_bn" in {l.name for l in lone}
+    calibrate(qmodel, [x], steps=1)
+    report = integer_report(to_tflite(qmodel, kind="qat_int8", io_dtype="int8"))
+    assert report["fully_integer"], report["float_tensors"][:5]

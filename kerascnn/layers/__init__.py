@@ -4,7 +4,7 @@ under the "kerascnn" package, so models that use it save and load with `safe_mod
 
 from kerascnn.layers.deformable import DeformableConv2D
 from kerascnn.layers.lrn import LocalResponseNormalization
-from kerascnn.layers.quantization import FakeQuant, QuantConv, QuantDense
+from kerascnn.layers.quantization import FakeQuant, QuantBatchNorm, QuantConv, QuantDense
 
-__all__ = ["DeformableConv2D", "FakeQuant", "LocalResponseNormalization", "QuantConv",
-           "QuantDense"]
+__all__ = ["DeformableConv2D", "FakeQuant", "LocalResponseNormalization", "QuantBatchNorm",
+           "QuantConv", "QuantDense"]

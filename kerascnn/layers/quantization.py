@@ -325,3 +325,74 @@ class QuantDense(keras.layers.Layer):
         config = super().get_config()
         config.update(units=self.units, use_bias=self.use_bias, num_bits=self.num_bits)
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class QuantBatchNorm(keras.layers.Layer):
+    """A BatchNormalization that no convolution absorbs (pre-activation ResNetV2, DenseNet),
+    frozen and quantized as TFLite runs it: ``x * fq(s) -> fq -> + fq(o)`` with
+    ``s = gamma / sqrt(var + eps)`` and ``o = beta - mean * s``.
+
+    TFLite has no int8 batch normalization: the converter lowers it to MUL and ADD with constant
+    operands, and those constants must be quantized too, or they stay float and split the model.
+    Both constants are quantized per tensor (TFLite's MUL and ADD take one scale per operand);
+    the product gets its own tracked range. The caller quantizes the output.
+
+    Args:
+        epsilon, center, scale: the BatchNormalization's settings.
+        num_bits: bit width.
+        mode, ema_decay: how the product's range is tracked (see `FakeQuant`).
+        **kwargs: Layer arguments.
+    """
+
+    def __init__(self, epsilon=1e-3, center=True, scale=True, num_bits=8, mode="ema",
+                 ema_decay=0.999, **kwargs):
+        super().__init__(**kwargs)
+        _check_bits(num_bits)
+        self.epsilon = epsilon
+        self.center = center
+        self.scale = scale
+        self.num_bits = num_bits
+        self.mode = mode
+        self.ema_decay = ema_decay
+        self.product_quantizer = FakeQuant(num_bits=num_bits, mode=mode, ema_decay=ema_decay,
+                                           name="product_fq")
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.gamma = (self.add_weight(name="gamma", shape=(channels,), initializer="ones",
+                                      trainable=False) if self.scale else None)
+        self.beta = (self.add_weight(name="beta", shape=(channels,), initializer="zeros",
+                                     trainable=False) if self.center else None)
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,),
+                                           initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=(channels,),
+                                               initializer="ones", trainable=False)
+        self.product_quantizer.build(input_shape)
+
+    def affine(self):
+        """The per-channel (scale, offset) of the frozen normalization."""
+        s = ops.rsqrt(self.moving_variance + self.epsilon)
+        if self.gamma is not None:
+            s = s * self.gamma
+        o = -self.moving_mean * s
+        if self.beta is not None:
+            o = o + self.beta
+        return s, o
+
+    def call(self, inputs, training=None):
+        s, o = self.affine()
+        y = self.product_quantizer(inputs * symmetric_fake_quant(s, None, self.num_bits),
+                                   training=training)
+        low = ops.minimum(ops.min(o), 0.0)
+        high = ops.maximum(ops.maximum(ops.max(o), 0.0), low + _MIN_RANGE)
+        return y + keras.quantizers.fake_quant_with_min_max_vars(o, low, high, self.num_bits)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon, center=self.center, scale=self.scale,
+                      num_bits=self.num_bits, mode=self.mode, ema_decay=self.ema_decay)
+        return config

@@ -6,8 +6,8 @@ stores passed through a fake quantizer:
 
 - Conv2D / DepthwiseConv2D followed by their only consumer BatchNormalization become one
   `QuantConv` (BN folded, folded kernel quantized per channel). A lone BatchNormalization (ResNetV2,
-  DenseNet) stays a frozen BN layer with a quantized output: the converter turns it into integer
-  MUL/ADD ops.
+  DenseNet) becomes a frozen `QuantBatchNorm` whose scale and offset constants are quantized, so
+  that the converter's MUL and ADD are integer too.
 - Dense becomes `QuantDense`; an activation built into a Conv2D or Dense is split off.
 - Activation ranges (`FakeQuant`) go where TFLite keeps a tensor: after each layer, except
   * where TFLite fuses the next op into this one: a conv or fully connected layer whose only
@@ -33,7 +33,7 @@ import keras
 from keras import layers
 
 from kerascnn.analysis.graph import walk
-from kerascnn.layers.quantization import FakeQuant, QuantConv, QuantDense
+from kerascnn.layers.quantization import FakeQuant, QuantBatchNorm, QuantConv, QuantDense
 
 SIGMOID_RANGE = (0.0, 255.0 / 256.0)
 TANH_RANGE = (-1.0, 127.0 / 128.0)
@@ -232,10 +232,15 @@ class _Rewriter:
 
     def lone_batchnorm(self, node, x):
         layer = node.layer
-        new = self.clone(layer)
-        new.trainable = False  # frozen statistics, as in the folded convolutions
+        if layer.axis not in (-1, len(node.input_shape) - 1, [-1], [len(node.input_shape) - 1]):
+            self.unsupported(node, "only channels-last batch normalization is supported")
+        new = QuantBatchNorm(epsilon=layer.epsilon, center=layer.center, scale=layer.scale,
+                             num_bits=self.num_bits, mode=self.mode, ema_decay=self.ema_decay,
+                             name=layer.name)
+        y = new(x)
+        self.copies.append((new, lambda n, src=layer: _copy_batchnorm(n, src)))
         # TFLite does not fuse an activation into the MUL/ADD of a lone BN: always quantize.
-        return self.fq(new(x), layer.name)
+        return self.fq(y, layer.name)
 
     def activation_layer(self, activation, name):
         if activation == "relu6":
@@ -263,6 +268,14 @@ class _Rewriter:
             self.unsupported(node, f"activation {activation!r} has no int8 TFLite kernel")
         y = self.activation_layer(activation, name)(x)
         return self.fq(y, name, fixed_range=_FIXED_RANGES.get(activation))
+
+
+def _copy_batchnorm(new, bn):
+    values = {w.path.split("/")[-1]: w.numpy() for w in bn.weights}
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        variable = getattr(new, name)
+        if variable is not None:
+            variable.assign(values[name])
 
 
 def _copy_conv(new: QuantConv, conv, bn):
