@@ -33,7 +33,7 @@ def _env(**extra):
 
 def test_recipe_validation_and_overrides():
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=2)
-    assert recipe.optimizer == "adamw" and recipe.epochs == 2
+    assert recipe.optimizer == "sgd" and recipe.epochs == 2 and recipe.augment == ("flip",)
     with pytest.raises(ValueError, match="Received: optimizer='adam'"):
         Recipe(optimizer="adam")
     with pytest.raises(ValueError, match="learning_rate"):

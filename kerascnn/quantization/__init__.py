@@ -34,28 +34,28 @@ __all__ = ["ENGINES", "UnsupportedLayerError", "calibrate", "fake_quant_layers",
 def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = None):
     """The training recipe for QAT fine-tuning, derived from a float recipe.
 
-    Fine-tuning starts from trained weights: no warm-up, a learning rate a tenth of the float
-    recipe's peak (unless given), BN statistics frozen (they are folded), no precise-BN pass, no
-    mixed precision (the fake-quant ops are float32), no batch mixing. Without a recipe: AdamW at
-    1e-4. With BN folded nothing renormalises the activations, so a float recipe's SGD rate
-    (e.g. 0.1 / 10) can make the fine-tuning diverge; pass the recipe the model was trained with.
+    Fine-tuning starts from trained weights and the BN statistics are frozen (folded into the
+    convolutions), so nothing renormalises the activations: a float recipe's SGD rate (0.1, or
+    even 0.01) makes it diverge. The QAT recipe keeps the float recipe's batch size, label
+    smoothing and augmentation, and trains with AdamW at a small constant-then-cosine rate
+    (default 1e-4), no warm-up, no precise-BN pass, no mixed precision (the fake-quant ops are
+    float32) and no batch mixing.
 
     Args:
-        recipe: a `Recipe` or recipe name (default: AdamW, peak 1e-3 before the division).
+        recipe: the float model's `Recipe` or recipe name (default: "default").
         epochs: QAT epochs.
-        learning_rate: peak learning rate (default: the recipe's / 10).
+        learning_rate: peak AdamW learning rate (default 1e-4).
 
     Returns:
         A `kerascnn.training.Recipe`.
     """
     from kerascnn.training import get_recipe
 
-    base = (get_recipe(recipe) if recipe is not None else
-            get_recipe("default", optimizer="adamw", learning_rate=1e-3, weight_decay=0.0))
+    base = get_recipe(recipe if recipe is not None else "default")
     return dataclasses.replace(
-        base, epochs=epochs, learning_rate=learning_rate or base.learning_rate / 10,
-        warmup_epochs=0.0, bn_momentum=None, precise_bn_steps=0, mixed_precision=False,
-        mixup_alpha=0.0, cutmix_alpha=0.0)
+        base, optimizer="adamw", epochs=epochs, learning_rate=learning_rate or 1e-4,
+        weight_decay=min(base.weight_decay, 1e-4), warmup_epochs=0.0, bn_momentum=None,
+        precise_bn_steps=0, mixed_precision=False, mixup_alpha=0.0, cutmix_alpha=0.0)
 
 
 def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "native",
@@ -71,7 +71,7 @@ def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "nat
         engine: "native" (Keras 3 fake-quant layers) or "tfmot" (tensorflow-model-optimization on
             a tf_keras translation; returns a tf_keras model).
         recipe: float recipe the QAT recipe derives from (see `qat_recipe`).
-        learning_rate: QAT peak learning rate (default: the recipe's / 10).
+        learning_rate: QAT peak learning rate (default 1e-4, AdamW; see `qat_recipe`).
         steps_per_epoch: batches per epoch (default: the whole data set).
         calibration_steps: batches used to set the activation ranges before training (native).
         out_dir: run directory (checkpoints, backups, logs) or None.

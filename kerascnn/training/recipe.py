@@ -86,9 +86,12 @@ RECIPES = {
     "default": Recipe(),
     "cifar_resnet": Recipe(optimizer="sgd", learning_rate=0.1, weight_decay=5e-4 / 2, epochs=60,
                            batch_size=128, label_smoothing=0.0),
-    "mobilenet_fashion_mnist": Recipe(optimizer="adamw", learning_rate=2e-3, weight_decay=1e-4,
-                                      epochs=10, batch_size=128, warmup_epochs=0.5,
-                                      label_smoothing=0.1),
+    # Measured on this CPU (MobileNetV2 1.0 at 32x32, 60k images, batch 128): after one epoch
+    # this SGD recipe reached 85.6 % test accuracy and 89.2 % after two (of three), where AdamW
+    # 2e-3 with label smoothing 0.1 and pad-and-crop had 73.6 % and 79.5 % (of eight).
+    "mobilenet_fashion_mnist": Recipe(optimizer="sgd", learning_rate=0.1, weight_decay=5e-5,
+                                      epochs=8, batch_size=128, warmup_epochs=0.3,
+                                      label_smoothing=0.0, augment=("flip",)),
 }
 
 
