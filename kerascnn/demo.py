@@ -50,7 +50,7 @@ class DemoConfig:
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
-    epochs: int = 6
+    epochs: int = 8
     qat_epochs: int = 1
     input_size: int = 32
     alpha: float | None = 1.0
