@@ -33,6 +33,11 @@ NAME_RE = re.compile(r"^(input|stem_\w+|stage\d+_block\d+_\w+|head_\w+|aux\d+_\w
 DEEP_LAYERS = 300
 
 
+def is_segmentation(name):
+    """Segmentation models output (N, H, W, classes) at the input resolution."""
+    return kerascnn.model_info(name).task == "segmentation"
+
+
 def accepts(name, argument):
     """Whether the model's builder takes `argument` (e.g. "features_only", "output_stride")."""
     return argument in inspect.signature(kerascnn.model_info(name).builder).parameters
@@ -90,11 +95,14 @@ def model(name):
 
 
 def test_forward(name, model):
-    """A forward pass gives one softmax row of `classes` probabilities per image."""
+    """A forward pass gives one softmax row of `classes` probabilities per image (per pixel, at the
+    input resolution, for a segmentation model), in float32."""
     shape = small_input(name)
     assert tuple(model.input_shape) == (None, *shape)
     y = predict(model, images(name, 2, shape))
-    assert y.shape == (2, CLASSES)
+    expected = (2, *shape[:2], CLASSES) if is_segmentation(name) else (2, CLASSES)
+    assert tuple(model.output.shape) == (None, *expected[1:])
+    assert y.shape == expected and y.dtype == np.float32
     assert np.all(np.isfinite(y)), y
     assert np.all(y >= 0), y
     np.testing.assert_allclose(y.sum(axis=-1), 1.0, atol=1e-5)
@@ -112,6 +120,8 @@ def test_headless(name):
     """include_top=False: pooling "avg"/"max" give (None, C), the global mean/max of the 4-D map
     that pooling=None returns. For models with feature maps, that map has the last one's size,
     ceil(input / final stride)."""
+    if not accepts(name, "include_top"):
+        pytest.skip(f"{name} has no include_top option")
     shape = odd_input(name)
     plain = build_small(name, include_top=False, pooling=None, input_shape=shape)
     assert len(plain.output.shape) == 4, plain.output.shape
@@ -162,8 +172,8 @@ def test_features_output_stride_16(name):
     """output_stride=16 keeps the keys P1..P5 but dilates instead of striding in the last stage:
     at a 64x64 input P1..P4 keep their sizes and P5 has P4's size (4x4) instead of 2x2."""
     first, last = feature_levels(name)
-    if not accepts(name, "output_stride"):
-        pytest.skip(f"{name} has no output_stride option")
+    if not (accepts(name, "output_stride") and accepts(name, "features_only")):
+        pytest.skip(f"{name} has no features_only option with output_stride")
     if first != 1:
         pytest.skip("output_stride applies to ImageNet-stem models; the CIFAR nets end at stride 4")
     shape = (64, 64, small_input(name)[2])
@@ -221,8 +231,13 @@ def test_one_training_step_moves_every_weight(name, model):
     model.compile(optimizer=keras.optimizers.Adam(1e-2),
                   loss=keras.losses.SparseCategoricalCrossentropy(), run_eagerly=True)
     batch = 2 if len(model.layers) > DEEP_LAYERS else 4
-    x = images(name, batch, small_input(name))
-    y = np.arange(batch) % CLASSES
+    shape = small_input(name)
+    x = images(name, batch, shape)
+    if is_segmentation(name):
+        # Per-pixel integer labels: every class appears in every image.
+        y = (np.arange(batch * shape[0] * shape[1]) % CLASSES).reshape(batch, *shape[:2])
+    else:
+        y = np.arange(batch) % CLASSES
     assert model.trainable_weights, "the model has no trainable weights"
     initial = model.get_weights()
     before = [v.numpy() for v in model.trainable_weights]

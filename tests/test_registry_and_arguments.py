@@ -29,9 +29,14 @@ def test_list_models_wildcards_and_task():
     assert kerascnn.list_models("mobilenet*") == [
         "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"]
     assert kerascnn.list_models("plain*") == sorted(f"plain{d}_cifar" for d in (20, 32, 44, 56, 110))
-    assert kerascnn.list_models("*_v2") == ["mobilenet_v2", "resnet101_v2", "resnet152_v2", "resnet50_v2"]
-    assert kerascnn.list_models(task="segmentation") == []
-    assert kerascnn.list_models(task="classification") == kerascnn.list_models()
+    assert kerascnn.list_models("*_v2", task="classification") == [
+        "mobilenet_v2", "resnet101_v2", "resnet152_v2", "resnet50_v2"]
+    segmentation = kerascnn.list_models(task="segmentation")
+    assert {"fcn8s_vgg16", "unet", "deeplabv3_plus_mobilenet_v2", "lraspp_mobilenet_v3_large"} \
+        <= set(segmentation)
+    assert all(kerascnn.model_info(n).task == "segmentation" for n in segmentation)
+    assert sorted(kerascnn.list_models(task="classification") + segmentation) == \
+        kerascnn.list_models()
     with pytest.raises(ValueError, match="Received: task='detection'"):
         kerascnn.list_models(task="detection")
 

@@ -6,6 +6,12 @@ picks one by name. `make_pipeline` / `pipeline_for` turn a source into batches f
 (resize, cache, shuffle, augment, normalise, batch, MixUp/CutMix, prefetch). `to_model_input` does
 the same normalisation on NumPy arrays.
 
+Segmentation (kerascnn.data.segmentation) yields (image, mask) pairs instead:
+`fashion_mnist_scenes` / `generate_fashion_mnist_scenes` (offline scenes of Fashion-MNIST items
+with per-pixel classes), `from_tfds_segmentation` (e.g. oxford_iiit_pet),
+`from_segmentation_arrays`, and `make_segmentation_pipeline` / `segmentation_pipeline_for`, which
+augment image and mask alike.
+
 The tf.data names are imported on first use, so `from kerascnn.data import load_fashion_mnist`
 does not import TensorFlow.
 """
@@ -26,6 +32,15 @@ _LAZY = {
     "load": "kerascnn.data.sources",
     "make_pipeline": "kerascnn.data.pipeline",
     "pipeline_for": "kerascnn.data.pipeline",
+    "SCENE_CLASSES": "kerascnn.data.segmentation",
+    "SEGMENTATION_AUGMENTATIONS": "kerascnn.data.segmentation",
+    "TFDS_SEGMENTATION": "kerascnn.data.segmentation",
+    "fashion_mnist_scenes": "kerascnn.data.segmentation",
+    "from_segmentation_arrays": "kerascnn.data.segmentation",
+    "from_tfds_segmentation": "kerascnn.data.segmentation",
+    "generate_fashion_mnist_scenes": "kerascnn.data.segmentation",
+    "make_segmentation_pipeline": "kerascnn.data.segmentation",
+    "segmentation_pipeline_for": "kerascnn.data.segmentation",
 }
 
 __all__ = ["FASHION_MNIST_CLASSES", "load_fashion_mnist", "read_idx", "to_model_input", *_LAZY]

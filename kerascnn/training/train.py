@@ -144,14 +144,20 @@ def _optimizer(recipe: Recipe, steps_per_epoch: int):
     else:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
     if wd:
-        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+        # BN parameters, biases and fake-quant ranges (learned QAT ranges) are not decayed.
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias", "range_min",
+                                                       "range_max"])
     return optimizer
 
 
-def _with_targets(dataset, num_classes: int, outputs: int):
-    """One-hot labels (label smoothing needs them), repeated for auxiliary outputs."""
+def _with_targets(dataset, num_classes: int, outputs: int, sparse_rank: int = 1):
+    """One-hot labels (label smoothing needs them), repeated for auxiliary outputs.
+
+    Labels of rank `sparse_rank` are class indices: (B,) for a classifier, (B, H, W) masks for a
+    segmentation model; labels with one more axis are already one-hot (MixUp/CutMix).
+    """
     def convert(x, y):
-        if y.shape.rank == 1:
+        if y.shape.rank == sparse_rank:
             y = keras.ops.one_hot(keras.ops.cast(y, "int32"), num_classes)
         return (x, y) if outputs == 1 else (x, tuple(y for _ in range(outputs)))
 
@@ -217,27 +223,41 @@ def _write_json_atomically(path: Path, data: dict):
     os.replace(tmp, path)
 
 
+def _is_segmentation(model) -> bool:
+    """A model whose (first) output is per pixel, (N, H, W, classes)."""
+    return len(model.outputs[0].shape) == 4
+
+
 def _compile(model, recipe, steps, outputs):
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
-    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # per pixel for segmentation
+    main_metrics = [accuracy]
+    if _is_segmentation(model):
+        # Targets reach the metrics one-hot (see _with_targets), so both sides take an argmax.
+        main_metrics.append(keras.metrics.MeanIoU(int(model.outputs[0].shape[-1]), name="mean_iou",
+                                                  sparse_y_true=False, sparse_y_pred=False))
     model.compile(
         optimizer=_optimizer(recipe, steps),
         loss=loss if outputs == 1 else [loss] * outputs,
         loss_weights=None if outputs == 1 else [1.0] + [recipe.aux_loss_weight] * (outputs - 1),
-        metrics=[accuracy] if outputs == 1 else [[accuracy]] + [[]] * (outputs - 1),
+        metrics=main_metrics if outputs == 1 else [main_metrics] + [[]] * (outputs - 1),
         jit_compile=_use_jit(recipe))
 
 
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
           callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
           compile_model=True):
-    """Trains a classifier with a recipe, checkpoints, resumable backups and logs.
+    """Trains a classifier or segmentation model with a recipe, checkpoints, resumable backups and logs.
 
     Args:
         model: a Keras classifier (one output, or GoogLeNet-style main + auxiliary outputs whose
-            layers are named `predictions` and `aux{k}_predictions`).
+            layers are named `predictions` and `aux{k}_predictions`), or a segmentation model
+            with output (N, H, W, classes); segmentation models get a "mean_iou" metric
+            (`keras.metrics.MeanIoU`) besides the per-pixel "accuracy", and checkpoints keep the
+            best validation mean IoU.
         train_data: a batched tf.data.Dataset of (images, labels); labels are class indices or
-            one-hot (from mixup/cutmix). `kerascnn.data.make_pipeline` makes one.
+            one-hot (from mixup/cutmix), or (B, H, W) class masks for segmentation.
+            `kerascnn.data.make_pipeline` / `make_segmentation_pipeline` make one.
         val_data: the same for validation, or None.
         recipe: a `Recipe` or a name from `kerascnn.training.RECIPES`.
         out_dir: run directory for checkpoints, backup and logs (None: no files are written and
@@ -259,6 +279,7 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     steps = steps_per_epoch or _count_steps(train_data)
     num_classes = int(model.outputs[0].shape[-1])
     outputs = len(model.outputs)
+    sparse_rank = len(model.outputs[0].shape) - 1  # rank of class-index labels: (B,) or (B, H, W)
     if recipe.bn_momentum is not None:
         set_bn_momentum(model, recipe.bn_momentum)
     # A model built under a tf.distribute strategy must be compiled under it too.
@@ -270,16 +291,19 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     if compile_model:
         with scope():
             _compile(model, recipe, steps, outputs)
-    train_targets = _with_targets(train_data, num_classes, outputs)
-    val_targets = _with_targets(val_data, num_classes, outputs) if val_data is not None else None
+    train_targets = _with_targets(train_data, num_classes, outputs, sparse_rank)
+    val_targets = (_with_targets(val_data, num_classes, outputs, sparse_rank)
+                   if val_data is not None else None)
 
     all_callbacks = [keras.callbacks.TerminateOnNaN()]
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        monitor = "val_accuracy" if val_data is not None else "accuracy"
+        metric = "mean_iou" if _is_segmentation(model) else "accuracy"
+        monitor = f"val_{metric}" if val_data is not None else metric
         if outputs > 1:
-            monitor = monitor.replace("accuracy", "predictions_accuracy")
+            main = "predictions" if metric == "accuracy" else model.output_names[0]
+            monitor = monitor.replace(metric, f"{main}_{metric}")
         all_callbacks += [
             # Two generations of backup: a kill during the write leaves a corrupt latest file,
             # and Keras then restores the previous one.

@@ -1,0 +1,228 @@
+"""Segmentation models trained on the offline Fashion-MNIST scenes, then exported to float TFLite.
+
+For each model: build it from the registry (MobileNetV2 backbone, width `--alpha`, 11 classes, no
+pretrained weights since this machine has none), train it with `kerascnn.training.train` on
+`fashion_mnist_scenes("train")` through `make_segmentation_pipeline` (flip + mild scale jitter),
+evaluate mean IoU on scenes made from the Fashion-MNIST *test* split, convert it to a float32
+TFLite model (`kerascnn.export.to_tflite`, batch 1) and run that on the same test scenes: the
+largest absolute difference of the softmax outputs and the mean IoU of the TFLite predictions
+(`kerascnn.training.mean_iou`) say whether the export is faithful.
+
+Usage:
+    PYTHONPATH=. python benchmarks/segmentation.py            # writes docs/segmentation.md
+    PYTHONPATH=. python benchmarks/segmentation.py --quick    # a smoke run, prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "segmentation.md"
+MODELS = ("unet_mobilenet_v2", "deeplabv3_plus_mobilenet_v2")
+TARGET_MIOU, TARGET_S = 0.7, 600
+# DeepLabv3+ with the paper's atrous *separable* convolutions in ASPP (Chen et al., 2018, sec. 3.2).
+# Dense 3x3 convolutions with rates 6/12/18 on the 4x4 map of a 64x64 input trained about 6x
+# slower here (6 vs 37 images/s): TensorFlow runs dilated convolutions through SpaceToBatch,
+# which pads the tiny map up to the rate.
+# U-Net with a narrower decoder than its default (256, 128, 64, 32, 16): at 64x64 the default
+# decoder takes about two thirds of the training time, and the scenes need less.
+MODEL_KWARGS = {"deeplabv3_plus_mobilenet_v2": {"separable": True},
+                "unet_mobilenet_v2": {"decoder_filters": (96, 64, 48, 32, 16)}}
+
+
+def _load_average() -> str:
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover - not on every platform
+        return "n/a"
+
+
+def run_model(name, args, train_data, test_inputs, test_masks, num_classes):
+    """Trains, evaluates and exports one model; returns a row of results."""
+    import keras
+    import numpy as np
+
+    import kerascnn
+    from kerascnn.data import make_segmentation_pipeline, to_model_input
+    from kerascnn.export import TFLiteModel, to_tflite
+    from kerascnn.training import get_recipe, iou_per_class, mean_iou, train
+
+    keras.utils.set_random_seed(args.seed)
+    shape = (args.image_size, args.image_size, 3)
+    model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
+                           **MODEL_KWARGS.get(name, {}))
+    info = kerascnn.model_info(name)
+    pipeline = make_segmentation_pipeline(
+        train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
+        batch_size=args.batch_size, augment=("flip", "random_scale"),
+        scale_range=tuple(args.scale_range), seed=args.seed)
+    recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
+                        weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
+                        warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
+                        precise_bn_steps=50)
+    start = time.perf_counter()
+    history = train(model, pipeline, None, recipe, verbose=2 if args.verbose else 0)
+    train_s = time.perf_counter() - start
+
+    inputs = to_model_input(test_inputs, shape, info.preprocessing)
+    keras_probs = model.predict(inputs, batch_size=64, verbose=0)
+    keras_miou = mean_iou(test_masks, keras_probs, num_classes)
+
+    start = time.perf_counter()
+    tflite = TFLiteModel(to_tflite(model, "float32"), num_threads=2)
+    convert_s = time.perf_counter() - start
+    tflite_probs = tflite(inputs)
+    tflite_miou = mean_iou(test_masks, tflite_probs, num_classes)
+    agree = float((keras_probs.argmax(-1) == tflite_probs.argmax(-1)).mean())
+    return {
+        "model": name,
+        "kwargs": MODEL_KWARGS.get(name, {}),
+        "params": int(model.count_params()),
+        "train_s": train_s,
+        "final_loss": float(history.history["loss"][-1]),
+        "train_miou": float(history.history["mean_iou"][-1]),
+        "keras_miou": keras_miou,
+        "tflite_miou": tflite_miou,
+        "max_abs_diff": float(np.abs(keras_probs - tflite_probs).max()),
+        "argmax_agreement": agree,
+        "tflite_bytes": len(tflite.content),
+        "tflite_ms": tflite.latency_ms(runs=30),
+        "convert_s": convert_s,
+        "iou_per_class": [None if np.isnan(v) else float(v)
+                          for v in iou_per_class(test_masks, keras_probs, num_classes)],
+    }
+
+
+def write_doc(path, rows, args, command, minutes, load_before, load_after):
+    import keras
+    import tensorflow as tf
+
+    from kerascnn.data import SCENE_CLASSES
+
+    lines = [
+        "# Segmentation on offline Fashion-MNIST scenes",
+        "",
+        f"Command: `{command}` ({minutes:.1f} minutes here).",
+        "",
+        f"Data: `kerascnn.data.fashion_mnist_scenes` at {args.image_size}x{args.image_size}, "
+        f"{args.train_scenes:,} training scenes from the Fashion-MNIST train split and "
+        f"{args.test_scenes:,} test scenes from the test split ({args.items_per_scene[0]}-"
+        f"{args.items_per_scene[1]} items per scene, item scale {args.item_scale[0]}x-"
+        f"{args.item_scale[1]}x, textured background; 11 classes: background + the 10 "
+        "Fashion-MNIST classes). "
+        "Grayscale scenes are repeated to RGB by the pipeline.",
+        "",
+        f"Training: `kerascnn.training.train` from scratch (no pretrained weights), MobileNetV2 "
+        f"backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with warm-up and cosine "
+        f"decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} epochs, BN momentum 0.9 "
+        f"and precise BN, augmentation flip + random scale {args.scale_range[0]}-"
+        f"{args.scale_range[1]} (`make_segmentation_pipeline`).",
+        "",
+        "Evaluation: mean IoU over the test scenes (`kerascnn.training.mean_iou`, the definition "
+        "of `keras.metrics.MeanIoU`). Export: `kerascnn.export.to_tflite(model, \"float32\")` "
+        "(batch 1, builtin ops), run with 2 threads; max diff is the largest absolute difference "
+        "of the softmax outputs over all test pixels and classes.",
+        "",
+        "| model | params | train time | mIoU Keras | mIoU TFLite | max abs diff | argmax agreement | "
+        "TFLite size | TFLite latency (2 threads) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        extra = "".join(f", {k}={v}" for k, v in r["kwargs"].items())
+        lines.append(
+            f"| `{r['model']}`{extra} | {r['params']:,} | {r['train_s'] / 60:.1f} min | "
+            f"**{r['keras_miou']:.3f}** | {r['tflite_miou']:.3f} | {r['max_abs_diff']:.1e} | "
+            f"{100 * r['argmax_agreement']:.3f} % | {r['tflite_bytes'] / 2**20:.2f} MiB | "
+            f"{r['tflite_ms']:.2f} ms |")
+    met = [r["model"] for r in rows if r["keras_miou"] >= TARGET_MIOU and r["train_s"] <= TARGET_S]
+    lines += ["", f"Target: mean IoU >= {TARGET_MIOU} on the test scenes after at most "
+              f"{TARGET_S // 60} minutes of training per model. Met by: "
+              f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}."]
+    lines += ["", "IoU per class on the test scenes (Keras model):", "",
+              "| class | " + " | ".join(f"`{r['model']}`" for r in rows) + " |",
+              "| --- | " + " | ".join("---:" for _ in rows) + " |"]
+    for k, name in enumerate(SCENE_CLASSES):
+        cells = ["n/a" if r["iou_per_class"][k] is None else f"{r['iou_per_class'][k]:.3f}" for r in rows]
+        lines.append(f"| {k} {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other users, Python "
+        f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}. "
+        f"Load average (1, 5, 15 min) before {load_before}, after {load_after}; train times "
+        "depend on that load.",
+        "",
+    ]
+    Path(path).write_text("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--alpha", type=float, default=0.35)
+    parser.add_argument("--train-scenes", type=int, default=4000)
+    parser.add_argument("--test-scenes", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-3)
+    parser.add_argument("--scale-range", type=float, nargs=2, default=(0.75, 1.25),
+                        help="scale jitter of the training pipeline")
+    parser.add_argument("--items-per-scene", type=int, nargs=2, default=(1, 3))
+    parser.add_argument("--item-scale", type=float, nargs=2, default=(1.0, 1.5),
+                        help="scale range of the items pasted into the scenes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run; writes no doc")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--doc", default=str(DOC), help="where to write the Markdown table")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train_scenes, args.test_scenes, args.epochs = 256, 64, 1
+
+    import kerascnn
+    from kerascnn.data import SCENE_CLASSES, fashion_mnist_scenes, generate_fashion_mnist_scenes
+
+    missing = [m for m in args.models if m not in kerascnn.list_models(task="segmentation")]
+    if missing:
+        sys.exit(f"Not in the registry: {missing}; segmentation models there: "
+                 f"{kerascnn.list_models(task='segmentation')}")
+    # The command that reproduces the numbers: without the flags that only choose output files.
+    given, shown = list(argv if argv is not None else sys.argv[1:]), []
+    while given:
+        flag = given.pop(0)
+        if flag in ("--json", "--doc"):
+            given = given[1:]
+        elif flag != "--verbose":
+            shown.append(flag)
+    command = " ".join(["PYTHONPATH=. python benchmarks/segmentation.py", *shown])
+    load_before = _load_average()
+    start = time.perf_counter()
+    scenes = dict(image_size=args.image_size, items_per_scene=tuple(args.items_per_scene),
+                  scale_range=tuple(args.item_scale))
+    train_data = fashion_mnist_scenes("train", args.train_scenes, seed=args.seed, **scenes)
+    test_inputs, test_masks = generate_fashion_mnist_scenes("test", args.test_scenes,
+                                                            seed=args.seed + 1, **scenes)
+    rows = []
+    for name in args.models:
+        row = run_model(name, args, train_data, test_inputs, test_masks, len(SCENE_CLASSES))
+        print(json.dumps({k: v for k, v in row.items() if k != "iou_per_class"}), flush=True)
+        rows.append(row)
+    minutes = (time.perf_counter() - start) / 60
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.quick:
+        write_doc(args.doc, rows, args, command, minutes, load_before, _load_average())
+        print(f"wrote {args.doc}")
+
+
+if __name__ == "__main__":
+    main()
