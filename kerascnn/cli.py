@@ -371,6 +371,63 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_qat(args) -> int:
+    import keras
+
+    from kerascnn.data import load, pipeline_for
+    from kerascnn.data.fashion_mnist import FASHION_MNIST_CLASSES
+    from kerascnn.demo import _arrays
+    from kerascnn.export import export
+    from kerascnn.quantization import qat
+
+    if not args.checkpoint.endswith(".keras") or not os.path.exists(args.checkpoint):
+        raise ValueError("CHECKPOINT must be an existing .keras file (e.g. runs/MODEL/best.keras). "
+                         f"Received: {args.checkpoint!r}")
+    for flag in ("epochs", "steps", "batch_size", "validation_samples"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {value}")
+    model = keras.saving.load_model(args.checkpoint)
+    name = args.name or model.name
+    source = load(args.data, "train")
+    class_names = list(getattr(source, "class_names", None) or [])
+    if not class_names and args.data == "fashion_mnist":
+        class_names = list(FASHION_MNIST_CLASSES)
+    registered = name if name in registry.list_models() else None
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    kwargs = dict(input_shape=shape, batch_size=args.batch_size, seed=0)
+    train_data = pipeline_for(registered or model, source, training=True, augment=("flip",),
+                              **kwargs)
+    test_data = pipeline_for(registered or model, load(args.data, "test"), training=False,
+                             **kwargs)
+    print(f"QAT fine-tuning {args.checkpoint} ({args.engine} engine, {args.epochs} epoch(s)"
+          f"{f' of {args.steps} steps' if args.steps else ''}) on {args.data}", flush=True)
+    qat_model = qat(model, train_data, test_data, epochs=args.epochs, engine=args.engine,
+                    learning_rate=args.learning_rate, steps_per_epoch=args.steps)
+    out = args.out or os.path.join("export", "bundles", f"{name}_qat")
+    test_x, test_y = _arrays(test_data, args.validation_samples)
+    if args.engine == "tfmot":  # a tf_keras model: converted here, written next to the bundle
+        from kerascnn.quantization import tfmot_engine
+
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, "model_tfmot_qat_int8.tflite")
+        content = tfmot_engine.to_tflite(qat_model)
+        tmp = path + ".partial"
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.replace(tmp, path)
+        print(f"Wrote {path} ({len(content) / 1024:.1f} KiB)")
+        return 0
+    report = export(model, out, formats=["keras", "tflite_float32", "tflite_qat_int8"],
+                    qat_model=qat_model, labels=class_names or None,
+                    validation_data=(test_x, test_y), validation_samples=len(test_x),
+                    source_model=name, latency_runs=args.latency_runs)
+    print(json.dumps({fmt: info.get("agreement", {}) for fmt, info in report["tflite"].items()},
+                     indent=2))
+    print(f"Bundle: {out}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from kerascnn.demo import DemoConfig, run_demo
 
@@ -459,6 +516,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, metavar="N")
     p.add_argument("--steps", type=int, metavar="N", help="evaluate only N batches")
     p.set_defaults(func=_cmd_evaluate)
+    p = commands.add_parser("qat", help="fine-tune a trained float .keras checkpoint with "
+                                        "quantization-aware training and export the int8 bundle")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a trained float .keras file")
+    p.add_argument("--data", default="fashion_mnist", metavar="SOURCE",
+                   help="the data the model was trained on (default: fashion_mnist)")
+    p.add_argument("--engine", default="native", choices=["native", "tfmot"])
+    p.add_argument("--epochs", type=int, default=1, metavar="N")
+    p.add_argument("--steps", type=int, metavar="N", help="batches per epoch (default: all)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="N")
+    p.add_argument("--learning-rate", type=float, metavar="LR", help="default 1e-4 (AdamW)")
+    p.add_argument("--validation-samples", type=int, default=2000, metavar="N")
+    p.add_argument("--latency-runs", type=int, default=20, metavar="N")
+    p.add_argument("--name", help="model name in the bundle (default: the model's)")
+    p.add_argument("--out", metavar="DIR", help="bundle directory (default: export/bundles/NAME_qat)")
+    p.set_defaults(func=_cmd_qat)
+
     p = commands.add_parser("demo", help="the main job: train, QAT fine-tune and export a phone "
                                          "bundle, then print accuracy, size and latency")
     p.add_argument("--model", metavar="NAME", help=f"registry name (default: {DEFAULT_MODEL})")

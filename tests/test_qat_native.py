@@ -212,3 +212,27 @@ def test_lone_batchnorm_is_integer():
     calibrate(qmodel, [x], steps=1)
     report = integer_report(to_tflite(qmodel, kind="qat_int8", io_dtype="int8"))
     assert report["fully_integer"], report["float_tensors"][:5]
+
+
+def test_qat_command_line_fine_tunes_a_checkpoint_and_exports(tmp_path):
+    """`kerascnn qat CHECKPOINT` (and export/qat_export.py): QAT on a saved float model, bundle
+    with a fully integer QAT file."""
+    import subprocess
+    import sys
+
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    checkpoint = tmp_path / "float.keras"
+    model.save(checkpoint)
+    out = tmp_path / "bundle"
+    result = subprocess.run(
+        [sys.executable, "export/qat_export.py", str(checkpoint), "--steps", "2", "--batch-size",
+         "16", "--validation-samples", "32", "--latency-runs", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=900,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    content = (out / "model_qat_int8.tflite").read_bytes()
+    assert integer_report(content)["fully_integer"]
+    assert (out / "metadata.json").exists() and "Bundle:" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "kerascnn", "qat", str(tmp_path / "none.keras")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "none.keras" in bad.stderr
