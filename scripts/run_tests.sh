@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Runs the test suite in the project's virtual environment, setting it up first if needed.
 #
-# Usage: bash scripts/run_tests.sh [PYTEST ARGS...]     e.g. -m "not slow", -k mobilenet
+# Usage: bash scripts/run_tests.sh [PYTEST ARGS...]     e.g. -k mobilenet
+#
+# Tests marked `slow` (multi-GB conversions of the VGG16 FCNs) are left out unless the arguments
+# choose markers themselves: `bash scripts/run_tests.sh -m ""` runs everything,
+# `bash scripts/run_tests.sh -m slow` only them.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 # Two workers (the CI machine has 2 cores); each model's generic checks stay on one worker.
-exec .venv/bin/python -m pytest -q -ra -n 2 --dist loadgroup "$@"
+markers=(-m "not slow")
+for arg in "$@"; do
+    if [ "$arg" = "-m" ] || [[ "$arg" == -m?* ]]; then
+        markers=()
+    fi
+done
+exec .venv/bin/python -m pytest -q -ra -n 2 --dist loadgroup "${markers[@]}" "$@"
