@@ -18,4 +18,6 @@ for arg in "$@"; do
         markers=()
     fi
 done
-exec .venv/bin/python -m pytest -q -ra -n 2 --dist loadgroup "${markers[@]}" "$@"
+# A crashed worker (e.g. killed for memory) ends the run instead of leaving it waiting:
+# with --dist loadgroup, a restarted worker was seen to hang the whole session.
+exec .venv/bin/python -m pytest -q -ra -n 2 --dist loadgroup --max-worker-restart=0 "${markers[@]}" "$@"
