@@ -238,13 +238,41 @@ def pipeline_for(model_or_name, dataset, *, training, **kwargs):
         ValueError: when neither the registry nor `preprocessing=` gives the preprocessing, or the
             input shape is unknown.
     """
+    return make_pipeline(dataset, training=training, **model_pipeline_kwargs(model_or_name, kwargs))
+
+
+def model_pipeline_kwargs(model_or_name, kwargs: dict) -> dict:
+    """`kwargs` completed with the input shape and preprocessing of a model or registry name
+    (explicit values win); shared by the classification and segmentation `*_pipeline_for`.
+
+    Raises:
+        ValueError: when neither the registry nor `preprocessing=` gives the preprocessing, or the
+            input shape is unknown.
+    """
     import kerascnn
 
+    kwargs = dict(kwargs)
     if isinstance(model_or_name, str):
         info = kerascnn.model_info(model_or_name)
         kwargs.setdefault("input_shape", info.default_input_shape)
         kwargs.setdefault("preprocessing", info.preprocessing)
-        return make_pipeline(dataset, training=training, **kwargs)
+        return kwargs
+    model = model_or_name
+    if "input_shape" not in kwargs:
+        shape = tuple(model.input_shape[1:])
+        if len(shape) != 3 or None in shape:
+            raise ValueError(f"Model {model.name!r} has input shape {model.input_shape}; pass "
+                             "input_shape=(height, width, channels).")
+        kwargs["input_shape"] = shape
+    if kwargs.get("preprocessing") is None:
+        try:
+            kwargs["preprocessing"] = kerascnn.model_info(model.name).preprocessing
+        except ValueError:
+            raise ValueError(f"Model {model.name!r} is not in the kerascnn registry, so its "
+                             "preprocessing is unknown; pass preprocessing=... (a "
+                             "kerascnn.registry.Preprocessing or a dict with scale, offset, "
+                             "channel_order).") from None
+    return kwargs
 
     model = model_or_name
     if "input_shape" not in kwargs:

@@ -632,13 +632,10 @@ def segmentation_pipeline_for(model_or_name, dataset, *, training, **kwargs):
         ValueError: when neither the registry nor `preprocessing=` gives the preprocessing, or the
             input shape is unknown.
     """
-    import kerascnn
+    from kerascnn.data.pipeline import model_pipeline_kwargs
 
-    if isinstance(model_or_name, str):
-        info = kerascnn.model_info(model_or_name)
-        kwargs.setdefault("input_shape", info.default_input_shape)
-        kwargs.setdefault("preprocessing", info.preprocessing)
-        return make_segmentation_pipeline(dataset, training=training, **kwargs)
+    return make_segmentation_pipeline(dataset, training=training,
+                                      **model_pipeline_kwargs(model_or_name, kwargs))
     model = model_or_name
     if "input_shape" not in kwargs:
         shape = tuple(model.input_shape[1:])
