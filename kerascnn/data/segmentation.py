@@ -38,7 +38,8 @@ import tensorflow as tf
 
 from kerascnn.data import augment as augment_lib
 from kerascnn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
-from kerascnn.data.pipeline import _RESIZE_METHODS, _as_prep_dict, _convert_channels, _per_channel
+from kerascnn.data.pipeline import (_RESIZE_METHODS, _as_prep_dict, _convert_channels, _per_channel,
+                                    model_pipeline_kwargs)
 from kerascnn.data.sources import _with_class_names
 
 SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)
@@ -632,8 +633,6 @@ def segmentation_pipeline_for(model_or_name, dataset, *, training, **kwargs):
         ValueError: when neither the registry nor `preprocessing=` gives the preprocessing, or the
             input shape is unknown.
     """
-    from kerascnn.data.pipeline import model_pipeline_kwargs
-
     return make_segmentation_pipeline(dataset, training=training,
                                       **model_pipeline_kwargs(model_or_name, kwargs))
     model = model_or_name
