@@ -635,19 +635,3 @@ def segmentation_pipeline_for(model_or_name, dataset, *, training, **kwargs):
     """
     return make_segmentation_pipeline(dataset, training=training,
                                       **model_pipeline_kwargs(model_or_name, kwargs))
-    model = model_or_name
-    if "input_shape" not in kwargs:
-        shape = tuple(model.input_shape[1:])
-        if len(shape) != 3 or None in shape:
-            raise ValueError(f"Model {model.name!r} has input shape {model.input_shape}; pass "
-                             "input_shape=(height, width, channels).")
-        kwargs["input_shape"] = shape
-    if kwargs.get("preprocessing") is None:
-        try:
-            kwargs["preprocessing"] = kerascnn.model_info(model.name).preprocessing
-        except ValueError:
-            raise ValueError(f"Model {model.name!r} is not in the kerascnn registry, so its "
-                             "preprocessing is unknown; pass preprocessing=... (a "
-                             "kerascnn.registry.Preprocessing or a dict with scale, offset, "
-                             "channel_order).") from None
-    return make_segmentation_pipeline(dataset, training=training, **kwargs)
