@@ -53,9 +53,9 @@ def compare(model_name, checkpoint, epochs, steps, input_size, alpha, batch_size
     from kerascnn.training import get_recipe, train
 
     recipe_name = "cifar_resnet" if model_name.endswith("_cifar") else "mobilenet_fashion_mnist"
+    # The float training uses the data set's recipe; every fine-tuning path uses `qat_recipe`
+    # (AdamW 1e-4: SGD's rates make frozen-BN fine-tuning diverge).
     recipe = get_recipe(recipe_name, batch_size=batch_size, epochs=max(epochs, 1))
-    if recipe.optimizer == "sgd":  # frozen-BN fine-tuning diverges at SGD's rates: use AdamW
-        recipe = get_recipe(recipe, optimizer="adamw", learning_rate=1e-3, weight_decay=1e-4)
     timings = {}
     if checkpoint:
         model = keras.saving.load_model(checkpoint)

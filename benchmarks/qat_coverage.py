@@ -128,29 +128,36 @@ def main(argv=None):
                         choices=["native", "tfmot"])
     parser.add_argument("--models", default="*", help="shell-style pattern over registry names")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model and engine")
+    parser.add_argument("--missing", action="store_true",
+                        help="run only the model/engine pairs that docs/qat_coverage.json lacks "
+                             "(to finish an interrupted sweep)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import kerascnn
 
     names = [n for n in kerascnn.list_models() if fnmatch.fnmatch(n, args.models)]
-    existing = []
-    if (DOCS / "qat_coverage.json").exists():  # keep rows of models/engines not rerun
-        existing = [r for r in json.loads((DOCS / "qat_coverage.json").read_text())
-                    if not (r["model"] in names and r["engine"] in args.engines)]
-    rows = list(existing)
+    previous = []
+    if (DOCS / "qat_coverage.json").exists():
+        previous = json.loads((DOCS / "qat_coverage.json").read_text())
+    done = {(r["model"], r["engine"]) for r in previous}
+    if args.missing:  # keep every measured row, run the rest
+        rows = list(previous)
+        pairs = [(n, e) for n in names for e in args.engines if (n, e) not in done]
+    else:  # keep the rows of models/engines not rerun
+        rows = [r for r in previous if not (r["model"] in names and r["engine"] in args.engines)]
+        pairs = [(n, e) for n in names for e in args.engines]
     command = ("python benchmarks/qat_coverage.py "
                + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    for name in names:
-        for engine in args.engines:
-            start = time.perf_counter()
-            row = run_one(name, engine, args.timeout)
-            rows.append(row)
-            print(f"{name:32s} {engine:7s} {'yes' if row['ok'] else 'NO '} "
-                  f"{time.perf_counter() - start:6.1f} s {row.get('error', '')[:120]}", flush=True)
-            # Written after every model, so an interrupted sweep keeps what it measured.
-            order = {n: i for i, n in enumerate(kerascnn.list_models())}
-            rows.sort(key=lambda r: (order.get(r["model"], 1e9), r["engine"]))
-            write_docs(rows, command)
+    order = {n: i for i, n in enumerate(kerascnn.list_models())}
+    for name, engine in pairs:
+        start = time.perf_counter()
+        row = run_one(name, engine, args.timeout)
+        rows.append(row)
+        print(f"{name:32s} {engine:7s} {'yes' if row['ok'] else 'NO '} "
+              f"{time.perf_counter() - start:6.1f} s {row.get('error', '')[:120]}", flush=True)
+        # Written after every model, so an interrupted sweep keeps what it measured.
+        rows.sort(key=lambda r: (order.get(r["model"], 1e9), r["engine"]))
+        write_docs(rows, command)
 
 
 if __name__ == "__main__":

@@ -432,7 +432,8 @@ def _cmd_demo(args) -> int:
     from kerascnn.demo import DemoConfig, run_demo
 
     fields = {f: getattr(args, f) for f in ("model", "data", "epochs", "qat_epochs", "input_size",
-                                            "alpha", "batch_size", "steps_per_epoch",
+                                            "alpha", "output_stride", "batch_size",
+                                            "steps_per_epoch",
                                             "qat_steps", "eval_samples", "out", "latency_runs",
                                             "seed")
               if getattr(args, f) is not None}
@@ -541,6 +542,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT fine-tuning epochs (0: none)")
     p.add_argument("--input-size", type=int, metavar="N", help="square input size")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
+    p.add_argument("--output-stride", type=int, metavar="S", choices=[8, 16, 32],
+                   help="last-feature stride for models that take one (16: 2x2 maps at 32x32)")
     p.add_argument("--batch-size", type=int, metavar="N")
     p.add_argument("--steps-per-epoch", type=int, metavar="N",
                    help="batches per training epoch (default: all; small values for a smoke run)")

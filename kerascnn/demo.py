@@ -36,6 +36,9 @@ class DemoConfig:
         qat_epochs: QAT fine-tuning epochs.
         input_size: square input size.
         alpha: width multiplier (for models that take one; None: the model's default).
+        output_stride: for models that take one (MobileNets, ResNets): the input-to-last-feature
+            stride; 16 turns the last stride into a dilation, so a 32x32 input ends on 2x2 instead
+            of 1x1 feature maps (None: the model's default of 32).
         batch_size: training batch size.
         learning_rate: peak learning rate of the float training.
         steps_per_epoch: batches per float epoch (None: the whole training set); for smoke runs.
@@ -50,10 +53,11 @@ class DemoConfig:
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
-    epochs: int = 8
+    epochs: int = 10
     qat_epochs: int = 1
     input_size: int = 32
-    alpha: float | None = 1.0
+    alpha: float | None = 0.5
+    output_stride: int | None = 16
     batch_size: int = 128
     learning_rate: float | None = None
     steps_per_epoch: int | None = None
@@ -140,6 +144,9 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
               "classes": len(class_names)}
     if config.alpha is not None and "alpha" in inspect.signature(info.builder).parameters:
         kwargs["alpha"] = config.alpha
+    if (config.output_stride is not None
+            and "output_stride" in inspect.signature(info.builder).parameters):
+        kwargs["output_stride"] = config.output_stride
     model = build(config.model, **kwargs)
     pipe = dict(batch_size=config.batch_size, seed=config.seed)
     train_data = pipeline_for(model, train_source, training=True, augment=recipe.augment, **pipe)

@@ -200,6 +200,39 @@ def test_user_written_cnn_converts_fully_integer(fashion):
     assert agree >= 0.95, (keras_acc, tflite_acc, agree)
 
 
+def test_trained_mobilenet_v2_qat_agrees_with_its_int8_file():
+    """The issue's acceptance check on the centre model: a small MobileNetV2 trained to >= 85 %
+    on Fashion-MNIST, fine-tuned with QAT; its full-int8 file is fully integer, carries the QAT
+    model's folded fake-quantized kernels (within 1 LSB) and agrees with the QAT Keras model."""
+    from kerascnn.data import load, pipeline_for
+
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35, classes=10,
+                           output_stride=16)
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=2)
+    pipe = dict(batch_size=recipe.batch_size, seed=0)
+    train_ds = pipeline_for(model, load("fashion_mnist", "train"), training=True,
+                            augment=recipe.augment, **pipe)
+    test_ds = pipeline_for(model, load("fashion_mnist", "test").take(2000), training=False,
+                           **pipe)
+    images = np.concatenate([x for x, _ in test_ds])
+    labels = np.concatenate([y for _, y in test_ds])
+    train(model, train_ds, None, recipe, verbose=0)
+    float_acc = float(np.mean(model.predict(images, verbose=0).argmax(-1) == labels))
+    assert float_acc >= 0.85, f"float accuracy {float_acc:.3f} < 0.85"
+
+    qmodel = qat(model, train_ds, epochs=1, steps_per_epoch=100, recipe=recipe, verbose=0)
+    content = to_tflite(qmodel, kind="qat_int8", io_dtype="int8")
+    report = integer_report(content)
+    assert report["fully_integer"], report["float_tensors"]
+    assert not [op for op in report["ops"] if op.startswith("Flex") or op == "CUSTOM"]
+    lsb = compare_kernels(qmodel, content)
+    assert len(lsb) == len([l for l in qmodel.layers if isinstance(l, (QuantConv, QuantDense))])
+    assert max(lsb.values()) <= 1.0, max(lsb.items(), key=lambda kv: kv[1])
+    keras_acc, tflite_acc, agree = _agreement(qmodel, content, images, labels)
+    assert abs(keras_acc - tflite_acc) <= 0.01, (keras_acc, tflite_acc)
+    assert agree >= 0.97, (keras_acc, tflite_acc, agree)
+
+
 def test_lone_batchnorm_is_integer():
     """BN that no conv absorbs (pre-activation nets): its MUL/ADD constants are quantized too."""
     model = kerascnn.build("resnet50_v2", input_shape=(32, 32, 3), classes=10)
