@@ -169,20 +169,9 @@ def make_pipeline(dataset, *, input_shape, preprocessing, training, batch_size=1
         return image, tf.cast(label, tf.int64)
 
     ds = dataset.map(prepare, num_parallel_calls=autotune, deterministic=deterministic)
-    if cache:
-        ds = ds.cache(cache if isinstance(cache, str) else "")
-    if training and shuffle_buffer:
-        buffer = int(shuffle_buffer)
-        size = int(ds.cardinality())
-        if size > 0:
-            buffer = min(buffer, size)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def normalize(image):
-        image = _convert_channels(tf.cast(image, tf.float32), cached_channels, channels)
-        if bgr:
-            image = image[..., ::-1]
-        return image * scale + offset
+    ds = cache_and_shuffle(ds, cache=cache, training=training, shuffle_buffer=shuffle_buffer,
+                           seed=seed)
+    normalize = normalizer(cached_channels, channels, bgr=bgr, scale=scale, offset=offset)
 
     def encode(label):
         return tf.one_hot(label, int(num_classes), dtype=tf.float32) if one_hot else label
@@ -274,19 +263,27 @@ def model_pipeline_kwargs(model_or_name, kwargs: dict) -> dict:
                              "channel_order).") from None
     return kwargs
 
-    model = model_or_name
-    if "input_shape" not in kwargs:
-        shape = tuple(model.input_shape[1:])
-        if len(shape) != 3 or None in shape:
-            raise ValueError(f"Model {model.name!r} has input shape {model.input_shape}; pass "
-                             "input_shape=(height, width, channels).")
-        kwargs["input_shape"] = shape
-    if kwargs.get("preprocessing") is None:
-        try:
-            kwargs["preprocessing"] = kerascnn.model_info(model.name).preprocessing
-        except ValueError:
-            raise ValueError(f"Model {model.name!r} is not in the kerascnn registry, so its "
-                             "preprocessing is unknown; pass preprocessing=... (a "
-                             "kerascnn.registry.Preprocessing or a dict with scale, offset, "
-                             "channel_order).") from None
-    return make_pipeline(dataset, training=training, **kwargs)
+
+def cache_and_shuffle(ds, *, cache, training, shuffle_buffer, seed):
+    """Caches `ds` (True: in memory, a string: to that file prefix) and, for training, shuffles it
+    with a buffer capped by its size; shared by the classification and segmentation pipelines."""
+    if cache:
+        ds = ds.cache(cache if isinstance(cache, str) else "")
+    if training and shuffle_buffer:
+        buffer = int(shuffle_buffer)
+        size = int(ds.cardinality())
+        if size > 0:
+            buffer = min(buffer, size)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def normalizer(cached_channels, channels, *, bgr, scale, offset):
+    """The map from a cached image to the model's input: channel expansion, RGB->BGR, scale and
+    offset."""
+    def normalize(image):
+        image = _convert_channels(tf.cast(image, tf.float32), cached_channels, channels)
+        if bgr:
+            image = image[..., ::-1]
+        return image * scale + offset
+    return normalize

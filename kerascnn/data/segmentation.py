@@ -31,7 +31,6 @@ source in this module.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -39,8 +38,8 @@ import tensorflow as tf
 from kerascnn.data import augment as augment_lib
 from kerascnn.data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from kerascnn.data.pipeline import (_RESIZE_METHODS, _as_prep_dict, _convert_channels, _per_channel,
-                                    model_pipeline_kwargs)
-from kerascnn.data.sources import _with_class_names
+                                    cache_and_shuffle, model_pipeline_kwargs, normalizer)
+from kerascnn.data.sources import _with_class_names, prepared_tfds
 
 SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)
 SCENE_BACKGROUNDS = ("texture", "noise", "black")
@@ -359,23 +358,8 @@ def from_tfds_segmentation(name: str, split: str = "train", *, data_dir=None, im
         size = (int(image_size), int(image_size)) if np.isscalar(image_size) else \
             (int(image_size[0]), int(image_size[1]))
 
-    # The same checks and message as kerascnn.data.from_tfds: this machine cannot download.
-    searched = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
-    how = (f"This machine cannot download datasets (no internet). To prepare {name!r}: on a machine "
-           f"with internet run `tfds build {builder.name} --data_dir DIR`, then copy "
-           f"DIR/{builder.name} (with its version folder) into {searched} or pass data_dir=DIR. For "
-           f"an offline segmentation set use kerascnn.data.fashion_mnist_scenes().")
-    if download:
-        try:
-            builder.download_and_prepare()
-        except Exception as e:  # network errors come in many types (OSError, DownloadError, ...)
-            raise FileNotFoundError(f"Could not download TFDS dataset {name!r} into {searched}: "
-                                    f"{type(e).__name__}: {e}. {how}") from e
-    try:
-        dataset = builder.as_dataset(split=split)
-    except AssertionError as e:  # TFDS asserts "could not find data in <dir>"
-        raise FileNotFoundError(f"TFDS dataset {name!r} is not prepared in {searched} (searched "
-                                f"{builder.data_dir}) and download is off. {how}") from e
+    dataset = prepared_tfds(builder, name, split, data_dir=data_dir, download=download,
+                            offline_hint="kerascnn.data.fashion_mnist_scenes()")
     table = _value_table(value_map) if value_map else None
 
     def convert(example):
@@ -580,20 +564,9 @@ def make_segmentation_pipeline(dataset, *, input_shape, preprocessing, training,
         return image, mask
 
     ds = dataset.map(prepare, num_parallel_calls=autotune, deterministic=deterministic)
-    if cache:
-        ds = ds.cache(cache if isinstance(cache, str) else "")
-    if training and shuffle_buffer:
-        buffer = int(shuffle_buffer)
-        size = int(ds.cardinality())
-        if size > 0:
-            buffer = min(buffer, size)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-
-    def normalize(image):
-        image = _convert_channels(tf.cast(image, tf.float32), cached_channels, channels)
-        if bgr:
-            image = image[..., ::-1]
-        return image * scale + offset
+    ds = cache_and_shuffle(ds, cache=cache, training=training, shuffle_buffer=shuffle_buffer,
+                           seed=seed)
+    normalize = normalizer(cached_channels, channels, bgr=bgr, scale=scale, offset=offset)
 
     if training and names:
         seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,

@@ -129,24 +129,10 @@ def from_tfds(name: str, split: str = "train", data_dir=None, download: bool = F
     if not supervised or len(supervised) != 2:
         raise ValueError(f"TFDS dataset {name!r} has no (image, label) supervised keys "
                          f"(supervised_keys={supervised!r}); it cannot be used for classification.")
-    searched = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
-    how = (f"This machine cannot download datasets (no internet). To prepare {name!r}: on a machine "
-           f"with internet run `tfds build {name} --data_dir DIR` (or python -c \"import "
-           f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')."
-           f"download_and_prepare()\"), then copy DIR/{builder.name} (with its version folder) into "
-           f"{searched} or pass data_dir=DIR. For an offline default use "
-           f"kerascnn.data.from_fashion_mnist() (Debian's dataset-fashion-mnist package).")
-    if download:
-        try:
-            builder.download_and_prepare()
-        except Exception as e:  # network errors come in many types (OSError, DownloadError, ...)
-            raise FileNotFoundError(f"Could not download TFDS dataset {name!r} into {searched}: "
-                                    f"{type(e).__name__}: {e}. {how}") from e
-    try:
-        dataset = builder.as_dataset(split=split, as_supervised=True)
-    except AssertionError as e:  # TFDS asserts "could not find data in <dir>"
-        raise FileNotFoundError(f"TFDS dataset {name!r} is not prepared in {searched} (searched "
-                                f"{builder.data_dir}) and download is off. {how}") from e
+    dataset = prepared_tfds(builder, name, split, data_dir=data_dir, download=download,
+                            offline_hint="kerascnn.data.from_fashion_mnist() (Debian's "
+                                         "dataset-fashion-mnist package)",
+                            as_supervised=True)
     dataset = dataset.map(lambda image, label: (image, tf.cast(label, tf.int64)),
                           num_parallel_calls=tf.data.AUTOTUNE)
     label_feature = builder.info.features[supervised[1]]
@@ -310,3 +296,32 @@ def load(source, split: str = "train", *, data_dir=None) -> tf.data.Dataset:
             return dataset
     shown = repr(source) if isinstance(source, (str, os.PathLike)) else f"object of type {type(source).__name__}"
     raise ValueError(f"`source` must be one of: {', '.join(_LOAD_ALLOWED)}. Received: source={shown}")
+
+
+def prepared_tfds(builder, name, split, *, data_dir, download, offline_hint, **as_dataset_kwargs):
+    """`builder.as_dataset(split=split, ...)`, downloading first when `download` is on.
+
+    Shared by the classification and segmentation TFDS loaders.
+
+    Raises:
+        FileNotFoundError: the download failed, or the data is not prepared and download is off;
+            the message says where it was searched, how to prepare it on a machine with internet,
+            and the offline alternative `offline_hint`.
+    """
+    searched = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+    how = (f"This machine cannot download datasets (no internet). To prepare {name!r}: on a machine "
+           f"with internet run `tfds build {builder.name} --data_dir DIR` (or python -c \"import "
+           f"tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='DIR')."
+           f"download_and_prepare()\"), then copy DIR/{builder.name} (with its version folder) into "
+           f"{searched} or pass data_dir=DIR. For an offline default use {offline_hint}.")
+    if download:
+        try:
+            builder.download_and_prepare()
+        except Exception as e:  # network errors come in many types (OSError, DownloadError, ...)
+            raise FileNotFoundError(f"Could not download TFDS dataset {name!r} into {searched}: "
+                                    f"{type(e).__name__}: {e}. {how}") from e
+    try:
+        return builder.as_dataset(split=split, **as_dataset_kwargs)
+    except AssertionError as e:  # TFDS asserts "could not find data in <dir>"
+        raise FileNotFoundError(f"TFDS dataset {name!r} is not prepared in {searched} (searched "
+                                f"{builder.data_dir}) and download is off. {how}") from e
