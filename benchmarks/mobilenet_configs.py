@@ -47,7 +47,7 @@ def measure(alpha, size, stride, *, steps, epochs, batch_size, full):
     from kerascnn.training import configure_for_hardware, get_recipe, train
 
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=epochs, batch_size=batch_size)
-    configure_for_hardware(recipe)
+    configure_for_hardware(recipe, threads="cpu")
     model = kerascnn.build("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=alpha,
                            output_stride=None if stride == 32 else stride)
     train_data = pipeline_for(model, load("fashion_mnist", "train"), training=True,

@@ -323,7 +323,8 @@ def _cmd_train(args) -> int:
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
                  if getattr(args, key) is not None}
     recipe = get_recipe(args.recipe, **overrides)
-    hardware = configure_for_hardware(recipe)  # before the model is built: the dtype policy
+    # Before the model is built: the dtype policy and thread counts apply from then on.
+    hardware = configure_for_hardware(recipe, threads="cpu")
     info = registry.model_info(args.model)
     train_source = load(args.data, "train")
     classes = args.classes or len(getattr(train_source, "class_names", []) or []) or None

@@ -129,7 +129,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     if config.learning_rate is not None:
         overrides["learning_rate"] = config.learning_rate
     recipe = get_recipe(recipe_name, **overrides)
-    configure_for_hardware(recipe)
+    configure_for_hardware(recipe, threads="cpu")
     train_source, test_source = load(config.data, "train"), load(config.data, "test")
     class_names = list(getattr(train_source, "class_names", None) or [])
     if not class_names and config.data == DEFAULT_DATA:

@@ -55,6 +55,100 @@ def test_precise_batchnorm_averages_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.full(4, np.var(np.arange(8))), rtol=1e-4)
 
 
+def _bn_net(momentum=0.5):
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(5, 3, padding="same")(inputs)
+    x = keras.layers.BatchNormalization(momentum=momentum, epsilon=1e-3)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(4, 1)(x)
+    x = keras.layers.BatchNormalization(momentum=momentum, center=False, scale=False)(x)
+    model = keras.Model(inputs, x)
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.scale:
+            layer.gamma.assign(rng.uniform(0.5, 2, layer.gamma.shape))
+            layer.beta.assign(rng.uniform(-1, 1, layer.beta.shape))
+    return model
+
+
+def test_fused_batchnorm_matches_keras_batchnorm():
+    """Outputs, gradients and moving statistics of the fused kernel equal Keras' own layer."""
+    from kerascnn.training import fused_batchnorm
+
+    keras_model, fused_model = _bn_net(), _bn_net()
+    fused_model.set_weights(keras_model.get_weights())
+    x = np.random.default_rng(0).normal(2, 3, (4, 6, 6, 3)).astype("float32")
+    results = []
+    for model, fused in ((keras_model, False), (fused_model, True)):
+        with fused_batchnorm(model, enabled=fused) as patched:
+            assert patched == (2 if fused else 0)
+            with tf.GradientTape() as tape:
+                y = model(x, training=True)
+                loss = tf.reduce_sum(tf.sin(y) * tf.range(1, 5, dtype=y.dtype))
+            grads = tape.gradient(loss, model.trainable_variables)
+            inference = model(x, training=False)
+        results.append((y, grads, [v.numpy() for v in model.non_trainable_variables], inference))
+    (y1, g1, s1, i1), (y2, g2, s2, i2) = results
+    np.testing.assert_allclose(y2, y1, atol=1e-5)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(b, a, atol=1e-4 * max(float(np.abs(g).max()) for g in g1))
+    for a, b in zip(s1, s2):  # moving mean and (biased) moving variance
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(i2, i1, atol=1e-5)
+    # Restored on exit: the layers are plain Keras layers again and save as such.
+    assert all("call" not in vars(layer) for layer in fused_model.layers)
+    assert all(type(layer).__module__.startswith("keras") for layer in fused_model.layers)
+
+
+def test_fused_batchnorm_leaves_other_layers_alone_and_recipe_validates():
+    from kerascnn.training import fused_batchnorm
+
+    inputs = keras.Input((4,))
+    dense = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    with fused_batchnorm(dense) as patched:  # 2-D input: Keras' own path
+        assert patched == 0
+    with pytest.raises(ValueError, match="fused_bn=True` needs"):
+        train(dense, tf.data.Dataset.from_tensor_slices((np.ones((4, 4), "float32"),
+                                                         np.zeros(4, "int64"))).batch(2),
+              None, Recipe(epochs=1, fused_bn=True, precise_bn_steps=0), verbose=0)
+    with pytest.raises(ValueError, match="fused_bn"):
+        Recipe(fused_bn="yes")
+
+
+def test_precise_batchnorm_on_a_conv_net_uses_batch_averages():
+    model = _bn_net(momentum=0.99)
+    x = np.random.default_rng(2).normal(1, 2, (3, 4, 6, 6, 3)).astype("float32")
+    features = keras.Model(model.inputs, model.layers[1].output)
+    expected = np.mean([features(b).numpy().mean(axis=(0, 1, 2)) for b in x], axis=0)
+    expected_var = np.mean([features(b).numpy().var(axis=(0, 1, 2)) for b in x], axis=0)
+    assert precise_batchnorm(model, tf.data.Dataset.from_tensor_slices(x), steps=3) == 3
+    bn = model.layers[2]
+    assert bn.momentum == 0.99 and "call" not in vars(bn)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), expected_var, rtol=1e-4)
+
+
+def test_configure_for_hardware_sets_cpu_threads_before_tensorflow_starts():
+    code = ("import json, tensorflow as tf\n"
+            "from kerascnn.training import configure_for_hardware\n"
+            "from kerascnn.training.train import cpu_threads\n"
+            "first = configure_for_hardware(threads=(3, 1))\n"
+            "tf.constant(1.0) + 1.0  # starts the runtime\n"
+            "late = configure_for_hardware(threads='cpu')\n"
+            "print(json.dumps([first['threads'], late['threads'], cpu_threads(),\n"
+            "    tf.config.threading.get_inter_op_parallelism_threads(),\n"
+            "    tf.config.threading.get_intra_op_parallelism_threads()]))\n")
+    run = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    first, late, plan, inter, intra = json.loads(run.stdout.strip().splitlines()[-1])
+    assert first == [3, 1] and (inter, intra) == (3, 1)
+    assert late is None  # too late: the counts stay, and the caller is told
+    assert plan[0] == (os.cpu_count() or 1) and plan[1] == max(1, plan[0] // 2)
+    with pytest.raises(ValueError, match="threads"):
+        kerascnn.training.configure_for_hardware(threads=(0, 1))
+
+
 def _fashion(n_train, n_test, size=32):
     x, y = load_fashion_mnist("train")
     xt, yt = load_fashion_mnist("test")

@@ -1,11 +1,13 @@
 """Training: recipes, `train` (model.fit with checkpoints, resumable backups and logs), precise BN,
-hardware configuration, distribution strategies, and NumPy segmentation metrics (`mean_iou`)."""
+the fused BN kernel for training, hardware configuration, distribution strategies, and NumPy
+segmentation metrics (`mean_iou`)."""
 
+from kerascnn.training.fused_bn import fused_batchnorm
 from kerascnn.training.metrics import confusion_matrix, iou_per_class, mean_iou
 from kerascnn.training.recipe import RECIPES, Recipe, get_recipe
 from kerascnn.training.train import (AtomicCheckpoint, configure_for_hardware, get_strategy,
                                      precise_batchnorm, save_atomically, set_bn_momentum, train)
 
 __all__ = ["AtomicCheckpoint", "RECIPES", "Recipe", "configure_for_hardware", "confusion_matrix",
-           "get_recipe", "get_strategy", "iou_per_class", "mean_iou", "precise_batchnorm",
-           "save_atomically", "set_bn_momentum", "train"]
+           "fused_batchnorm", "get_recipe", "get_strategy", "iou_per_class", "mean_iou",
+           "precise_batchnorm", "save_atomically", "set_bn_momentum", "train"]

@@ -37,6 +37,9 @@ class Recipe:
         mixup_alpha, cutmix_alpha: batch mixing (0 disables).
         mixed_precision: "auto" (mixed_float16 on a GPU), True or False.
         jit_compile: "auto" (XLA on a GPU), True or False.
+        fused_bn: "auto" (on the TensorFlow backend), True or False: training-mode
+            BatchNormalization runs TensorFlow's fused kernel during `train`
+            (`kerascnn.training.fused_bn`; same values, fewer passes over memory).
     """
 
     optimizer: str = "sgd"
@@ -55,6 +58,7 @@ class Recipe:
     cutmix_alpha: float = 0.0
     mixed_precision: str | bool = "auto"
     jit_compile: str | bool = "auto"
+    fused_bn: str | bool = "auto"
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -75,7 +79,7 @@ class Recipe:
             raise ValueError(f"`label_smoothing` must be < 1. Received: {self.label_smoothing!r}")
         if self.bn_momentum is not None and not 0 <= self.bn_momentum < 1:
             raise ValueError(f"`bn_momentum` must be in [0, 1) or None. Received: {self.bn_momentum!r}")
-        for name in ("mixed_precision", "jit_compile"):
+        for name in ("mixed_precision", "jit_compile", "fused_bn"):
             if getattr(self, name) not in ("auto", True, False):
                 raise ValueError(f"`{name}` must be 'auto', True or False. "
                                  f"Received: {name}={getattr(self, name)!r}")
