@@ -179,8 +179,8 @@ def write_markdown(results, args, total_seconds, total_cpu, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--train-samples", type=int, default=10000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-samples", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(DOCS / "degradation"),
