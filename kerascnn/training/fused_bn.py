@@ -6,7 +6,7 @@ several passes over its input forward and more backward. TensorFlow has one kern
 direction (`FusedBatchNormV3` and its gradient). Keras 3 does not call it, and there is no switch
 to make it do so, so this module does it for the duration of a training run: on this 2-core CPU a
 MobileNetV2 0.5 training step at 32x32, batch 128, takes about 22 % less time
-(`python benchmarks/mobilenet_configs.py`, docs/main_job.md).
+(`benchmarks/training_step.py`, docs/training_step.md).
 
 The arithmetic is the same: batch mean and biased batch variance normalise the input, and the
 moving statistics are updated with `momentum` as Keras does. The kernel returns the unbiased
@@ -23,7 +23,6 @@ with a mask, in inference mode or on a frozen layer uses Keras' own code.
 from __future__ import annotations
 
 import contextlib
-import types
 
 import keras
 
@@ -89,8 +88,3 @@ def fused_batchnorm(model, enabled: bool = True):
     finally:
         for layer in patched:
             object.__delattr__(layer, "call")
-
-
-def uses_fused_call(layer) -> bool:
-    """True while `layer` is routed to the fused kernel."""
-    return isinstance(vars(layer).get("call"), types.FunctionType)

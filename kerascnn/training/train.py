@@ -43,7 +43,8 @@ def cpu_threads() -> tuple[int, int]:
     Measured on the 2-core machine this project is developed on (MobileNetV2 0.5 at 32x32, batch
     128, `train` with fused BN): 84 ms per step with (2, 1) against 101 ms with TensorFlow's
     default; the ops of such a small model are too small to split across cores, and a second
-    inter-op thread overlaps independent ops instead (docs/main_job.md). Not measured on larger
+    inter-op thread overlaps independent ops instead (`benchmarks/training_step.py`,
+    docs/training_step.md). Not measured on larger
     machines: there the rule keeps half the cores for intra-op work.
     """
     cores = os.cpu_count() or 1

@@ -1,0 +1,101 @@
+"""Seconds per training step of `kerascnn.train` with and without the fused BN kernel and the
+CPU thread counts.
+
+    .venv/bin/python benchmarks/training_step.py [--steps 150] [--repeats 2] [--out docs/training_step.md]
+
+Each configuration runs in its own process (TensorFlow's thread counts are fixed once its runtime
+has started): MobileNetV2 (alpha 0.5, 32x32, output stride 16, the main job's model) trains with
+`train()`, the `mobilenet_fashion_mnist` recipe and the Fashion-MNIST pipeline for two epochs of
+`--steps` steps; the second epoch is timed (the first includes tracing). The configurations run
+in turn, `--repeats` times. Run it alone: other jobs on the cores change the timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {
+    "keras_bn": {"fused_bn": False, "threads": None},
+    "fused_bn": {"fused_bn": True, "threads": None},
+    "fused_bn_cpu_threads": {"fused_bn": True, "threads": "cpu"},
+}
+
+
+def measure(config: dict, steps: int) -> float:
+    """Runs in a fresh process: seconds for the second epoch of `steps` steps."""
+    import time
+
+    import keras
+
+    from kerascnn import build
+    from kerascnn.data import load, pipeline_for
+    from kerascnn.training import configure_for_hardware, get_recipe, train
+
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=2, fused_bn=config["fused_bn"])
+    configure_for_hardware(recipe, threads=config["threads"])
+    times = []
+
+    class EpochTimes(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    model = build("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.5,
+                  output_stride=16)
+    data = pipeline_for(model, load("fashion_mnist", "train"), training=True,
+                        augment=recipe.augment, batch_size=recipe.batch_size, seed=0)
+    train(model, data, None, recipe, steps_per_epoch=steps, verbose=0, callbacks=[EpochTimes()])
+    return times[-1]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "training_step.md"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print("RESULT", json.dumps(measure(CONFIGS[args.child], args.steps)))
+        return
+    seconds = {name: [] for name in CONFIGS}
+    for _ in range(args.repeats):
+        for name in CONFIGS:
+            run = subprocess.run([sys.executable, __file__, "--child", name, "--steps",
+                                  str(args.steps)], capture_output=True, text=True, cwd=ROOT)
+            lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
+            if run.returncode != 0 or not lines:
+                raise RuntimeError(f"{name} failed:\n{run.stderr[-3000:]}")
+            seconds[name].append(json.loads(lines[-1].split(" ", 1)[1]))
+            print(name, f"{seconds[name][-1]:.1f} s", flush=True)
+    base = statistics.median(seconds["keras_bn"])
+    rows = ["# Training step time: fused BN kernel and CPU thread counts", "",
+            f"Command: `.venv/bin/python benchmarks/training_step.py --steps {args.steps} "
+            f"--repeats {args.repeats}`. MobileNetV2 alpha 0.5, 32x32, output stride 16, batch 128, "
+            "`kerascnn.training.train` with the `mobilenet_fashion_mnist` recipe and the "
+            f"Fashion-MNIST pipeline; the second of two {args.steps}-step epochs is timed, each "
+            "configuration in its own process, in turn.", "",
+            "| configuration | seconds per 100 steps (median) | runs | speed vs Keras BN |",
+            "|---|---:|---|---:|"]
+    labels = {"keras_bn": "Keras BatchNormalization, TensorFlow's default threads",
+              "fused_bn": "fused BN kernel (`recipe.fused_bn`)",
+              "fused_bn_cpu_threads": "fused BN kernel + `configure_for_hardware(threads=\"cpu\")`"}
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        rows.append(f"| {labels[name]} | {100 * median / args.steps:.1f} | "
+                    f"{', '.join(f'{100 * v / args.steps:.1f}' for v in values)} | "
+                    f"{base / median:.2f}x |")
+    Path(args.out).write_text("\n".join(rows) + "\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
