@@ -107,6 +107,10 @@ def test_fused_batchnorm_leaves_other_layers_alone_and_recipe_validates():
     dense = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
     with fused_batchnorm(dense) as patched:  # 2-D input: Keras' own path
         assert patched == 0
+    image = keras.Input((4, 4, 2))
+    tiny_epsilon = keras.Model(image, keras.layers.BatchNormalization(epsilon=1e-6)(image))
+    with fused_batchnorm(tiny_epsilon) as patched:  # below the kernel's minimum epsilon
+        assert patched == 0
     with pytest.raises(ValueError, match="fused_bn=True` needs"):
         train(dense, tf.data.Dataset.from_tensor_slices((np.ones((4, 4), "float32"),
                                                          np.zeros(4, "int64"))).batch(2),

@@ -15,9 +15,10 @@ variance, and the moving variance gets the biased one back, like Keras'.
 
 `fused_batchnorm(model)` routes the training-mode call of each BN layer that qualifies to the
 kernel and restores the layers on exit. Nothing is saved with the model: a saved model has plain
-Keras BatchNormalization layers. It qualifies on the TensorFlow backend: 4-D inputs normalised over
-the last axis, no renorm, not synchronized (a cross-replica mean needs Keras' own path). A call
-with a mask, in inference mode or on a frozen layer uses Keras' own code.
+Keras BatchNormalization layers. A layer qualifies on the TensorFlow backend with 4-D inputs
+normalised over the last axis, epsilon at least 1.001e-5 (the kernel's minimum), no renorm and
+not synchronized (a cross-replica mean needs Keras' own path). A call with a mask, in inference
+mode or on a frozen layer uses Keras' own code.
 """
 
 from __future__ import annotations
@@ -27,12 +28,16 @@ import contextlib
 import keras
 
 _HALF_OR_FLOAT = ("float16", "bfloat16", "float32")
+# FusedBatchNormV3 rejects a smaller epsilon; such layers keep Keras' own call.
+_KERNEL_MIN_EPSILON = 1.001e-5
 
 
 def _qualifies(layer) -> bool:
     if not isinstance(layer, keras.layers.BatchNormalization):
         return False
     if getattr(layer, "renorm", False) or getattr(layer, "synchronized", False):
+        return False
+    if layer.epsilon < _KERNEL_MIN_EPSILON:
         return False
     spec = getattr(layer, "input_spec", None)
     ndim = getattr(spec, "ndim", None) if spec is not None else None
