@@ -39,15 +39,19 @@ def parse_config(text: str) -> tuple:
             f"Received: {text!r}") from None
 
 
-def measure(alpha, size, stride, *, steps, epochs, batch_size, full):
+def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="auto",
+            threads="cpu"):
+    """Trains one configuration; `fused_bn` and `threads` as in the recipe and
+    `configure_for_hardware` (thread counts only take effect in a fresh process)."""
     import keras
 
     import kerascnn
     from kerascnn.data import load, pipeline_for
     from kerascnn.training import configure_for_hardware, get_recipe, train
 
-    recipe = get_recipe("mobilenet_fashion_mnist", epochs=epochs, batch_size=batch_size)
-    configure_for_hardware(recipe, threads="cpu")
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=epochs, batch_size=batch_size,
+                        fused_bn=fused_bn)
+    configure_for_hardware(recipe, threads=threads)
     model = kerascnn.build("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=alpha,
                            output_stride=None if stride == 32 else stride)
     train_data = pipeline_for(model, load("fashion_mnist", "train"), training=True,

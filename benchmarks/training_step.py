@@ -4,9 +4,10 @@ CPU thread counts.
     .venv/bin/python benchmarks/training_step.py [--steps 150] [--repeats 2] [--out docs/training_step.md]
 
 Each configuration runs in its own process (TensorFlow's thread counts are fixed once its runtime
-has started): MobileNetV2 (alpha 0.5, 32x32, output stride 16, the main job's model) trains with
-`train()`, the `mobilenet_fashion_mnist` recipe and the Fashion-MNIST pipeline for two epochs of
-`--steps` steps; the second epoch is timed (the first includes tracing). The configurations run
+has started): MobileNetV2 (alpha 0.5, 32x32, output stride 16, the main job's model) trains as
+`benchmarks/mobilenet_configs.py` trains a configuration (`train()`, the `mobilenet_fashion_mnist`
+recipe, the Fashion-MNIST pipeline) for two epochs of `--steps` steps; the second epoch is timed
+(the first includes tracing). The configurations run
 in turn, `--repeats` times. Run it alone: other jobs on the cores change the timings.
 """
 
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 CONFIGS = {
     "keras_bn": {"fused_bn": False, "threads": None},
     "fused_bn": {"fused_bn": True, "threads": None},
@@ -29,31 +31,11 @@ CONFIGS = {
 
 def measure(config: dict, steps: int) -> float:
     """Runs in a fresh process: seconds for the second epoch of `steps` steps."""
-    import time
+    from mobilenet_configs import measure as measure_config
 
-    import keras
-
-    from kerascnn import build
-    from kerascnn.data import load, pipeline_for
-    from kerascnn.training import configure_for_hardware, get_recipe, train
-
-    recipe = get_recipe("mobilenet_fashion_mnist", epochs=2, fused_bn=config["fused_bn"])
-    configure_for_hardware(recipe, threads=config["threads"])
-    times = []
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.start)
-
-    model = build("mobilenet_v2", input_shape=(32, 32, 3), classes=10, alpha=0.5,
-                  output_stride=16)
-    data = pipeline_for(model, load("fashion_mnist", "train"), training=True,
-                        augment=recipe.augment, batch_size=recipe.batch_size, seed=0)
-    train(model, data, None, recipe, steps_per_epoch=steps, verbose=0, callbacks=[EpochTimes()])
-    return times[-1]
+    row = measure_config(0.5, 32, 16, steps=steps, epochs=2, batch_size=128, full=False,
+                         fused_bn=config["fused_bn"], threads=config["threads"])
+    return row["epoch_seconds"][-1]
 
 
 def main(argv=None):

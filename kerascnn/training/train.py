@@ -80,13 +80,13 @@ def configure_for_hardware(recipe: Recipe | None = None, *, threads=None) -> dic
                 or not all(isinstance(n, int) and n >= 1 for n in threads)):
             raise ValueError("`threads` must be None, 'cpu' or (inter_op, intra_op) positive "
                              f"integers. Received: threads={threads!r}")
+        threads = tuple(threads)
     if threads is not None:
         import tensorflow as tf
 
         try:
-            tf.config.threading.set_inter_op_parallelism_threads(int(threads[0]))
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads[1]))
-            threads = (int(threads[0]), int(threads[1]))
+            tf.config.threading.set_inter_op_parallelism_threads(threads[0])
+            tf.config.threading.set_intra_op_parallelism_threads(threads[1])
         except RuntimeError:  # the runtime has started: the counts are fixed for this process
             threads = None
     return {"gpu": gpu, "mixed_precision": mixed, "jit_compile": _use_jit(recipe, gpu),
