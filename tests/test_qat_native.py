@@ -138,6 +138,72 @@ def test_qat_model_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(qmodel(x)))
 
 
+def test_kernel_chunks_for_large_kernels():
+    """Kernels over the converter's folding limit are computed in output-channel slices: the
+    FCN's fc6 (7x7x512x4096, 392 MB) in 8 slices of 49 MB, fc7 (64 MB) whole."""
+    from kerascnn.quantization.native import MAX_FOLDED_KERNEL_BYTES, _kernel_chunks
+
+    fc6 = layers.Conv2D(4096, 7)
+    fc6.build((None, 7, 7, 512))
+    fc7 = layers.Conv2D(4096, 1)
+    fc7.build((None, 1, 1, 4096))
+    assert MAX_FOLDED_KERNEL_BYTES == 64 * 2**20
+    assert _kernel_chunks(fc6) == 8 and _kernel_chunks(fc7) == 1
+    with pytest.raises(ValueError, match="kernel_chunks=3.*filters=8"):
+        QuantConv(kind="conv", filters=8, kernel_chunks=3)
+    with pytest.raises(ValueError, match="activation='swish'"):
+        QuantConv(kind="conv", filters=8, activation="swish")
+
+
+@pytest.mark.parametrize("pattern", ["inline_relu", "relu_layer", "bn_relu6", "linear"])
+def test_sliced_convolution_is_the_same_function_and_fully_integer(monkeypatch, tmp_path,
+                                                                    pattern):
+    """With a tiny folding limit, a conv is sliced: the QAT model computes the same numbers as
+    the unsliced one, converts to integer CONV_2D slices joined by one CONCATENATION (ReLU fused
+    into each slice), its kernels match within 1 LSB, and it saves and loads."""
+    import kerascnn.quantization.native as native
+
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((6, 6, 8), batch_size=1)
+    if pattern == "inline_relu":
+        x = layers.Conv2D(12, 3, activation="relu", name="big")(inputs)
+    elif pattern == "relu_layer":
+        x = layers.ReLU(name="big_relu")(layers.Conv2D(12, 3, name="big")(inputs))
+    elif pattern == "bn_relu6":
+        x = layers.Conv2D(12, 3, use_bias=False, name="big")(inputs)
+        x = layers.ReLU(6.0, name="big_relu")(layers.BatchNormalization(name="big_bn")(x))
+    else:
+        x = layers.Conv2D(12, 3, name="big")(inputs)
+    outputs = layers.Conv2D(5, 1, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    for w in model.weights:
+        value = rng.normal(0, 0.3, w.shape)
+        w.assign((0.5 + np.abs(value) if "variance" in w.path else value).astype("float32"))
+    data = rng.normal(size=(16, 6, 6, 8)).astype("float32")
+
+    whole = quantize_model(model)
+    monkeypatch.setattr(native, "MAX_FOLDED_KERNEL_BYTES", 3 * 3 * 8 * 4 * 4)  # 4 filters/slice
+    sliced = quantize_model(model)
+    big = sliced.get_layer("big")
+    assert big.kernel_chunks == 3 and whole.get_layer("big").kernel_chunks == 1
+    assert big.activation == {"inline_relu": "relu", "relu_layer": "relu",
+                              "bn_relu6": "relu6", "linear": None}[pattern]
+    for qmodel in (whole, sliced):
+        calibrate(qmodel, [data[:8]], steps=1)
+    np.testing.assert_allclose(np.asarray(sliced(data, training=False)),
+                               np.asarray(whole(data, training=False)), rtol=1e-5, atol=1e-5)
+
+    content = to_tflite(sliced, kind="qat_int8", io_dtype="int8")
+    report = integer_report(content)
+    assert report["fully_integer"], report["float_tensors"][:5]
+    assert "CONCATENATION" in report["ops"] and "RELU" not in report["ops"], report["ops"]
+    assert max(compare_kernels(sliced, content).values()) <= 1.0
+    path = tmp_path / "sliced.keras"
+    sliced.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(np.asarray(loaded(data)), np.asarray(sliced(data)))
+
+
 # --- end to end on Fashion-MNIST ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fashion():

@@ -176,17 +176,37 @@ class QuantConv(keras.layers.Layer):
         batchnorm: whether a BatchNormalization follows (its weights live in this layer).
         bn_epsilon, bn_center, bn_scale: the BatchNormalization's settings.
         num_bits: weight bit width.
+        kernel_chunks: compute a "conv" as this many convolutions over equal slices of the
+            output channels, concatenated (the same numbers: the quantization is per channel).
+            For kernels too large for the TFLite converter to fold their fake quantization (it
+            keeps a Flex op above about 100 MB, see docs/qat_coverage.md); needs `filters`
+            divisible by it and groups=1.
+        activation: None, "relu" or "relu6", applied to the output (to each slice before the
+            concatenation with `kernel_chunks`, so that TFLite fuses it into each CONV_2D and the
+            slices take the concatenation's output scale).
         **kwargs: Layer arguments.
     """
 
     def __init__(self, kind="conv", filters=None, kernel_size=(3, 3), strides=(1, 1),
                  padding="valid", dilation_rate=(1, 1), groups=1, depth_multiplier=1,
                  use_bias=True, batchnorm=False, bn_epsilon=1e-3, bn_center=True, bn_scale=True,
-                 num_bits=8, **kwargs):
+                 num_bits=8, kernel_chunks=1, activation=None, **kwargs):
         super().__init__(**kwargs)
         if kind not in ("conv", "depthwise"):
             raise ValueError(f"`kind` must be 'conv' or 'depthwise'. Received: kind={kind!r}")
         _check_bits(num_bits)
+        if (not isinstance(kernel_chunks, int) or kernel_chunks < 1
+                or (kernel_chunks > 1 and (kind != "conv" or groups != 1
+                                           or not filters or filters % kernel_chunks))):
+            raise ValueError("`kernel_chunks` must be an int >= 1 that divides `filters` of a "
+                             "'conv' with groups=1. Received: "
+                             f"kernel_chunks={kernel_chunks!r}, kind={kind!r}, "
+                             f"filters={filters!r}, groups={groups!r}")
+        self.kernel_chunks = kernel_chunks
+        if activation not in (None, "relu", "relu6"):
+            raise ValueError("`activation` must be None, 'relu' or 'relu6'. "
+                             f"Received: activation={activation!r}")
+        self.activation = activation
         self.kind = kind
         self.filters = filters
         self.kernel_size = tuple(kernel_size)
@@ -211,7 +231,16 @@ class QuantConv(keras.layers.Layer):
             shape = (*self.kernel_size, channels_in, self.depth_multiplier)
             channels_out = channels_in * self.depth_multiplier
         self.channels_out = channels_out
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform")
+        if self.kernel_chunks == 1:
+            self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform")
+            self.kernel_parts = [self.kernel]
+        else:
+            # Separate variables, not slices of one: the converter must see constants of the
+            # slice size to fold their fake quantization.
+            part = (*shape[:-1], shape[-1] // self.kernel_chunks)
+            self.kernel_parts = [self.add_weight(name=f"kernel_{i}", shape=part,
+                                                 initializer="glorot_uniform")
+                                 for i in range(self.kernel_chunks)]
         self.bias = (self.add_weight(name="bias", shape=(channels_out,), initializer="zeros")
                      if self.use_bias else None)
         if self.batchnorm:
@@ -226,11 +255,16 @@ class QuantConv(keras.layers.Layer):
 
     def folded(self):
         """The folded float kernel and bias (before fake quantization)."""
-        kernel, bias = self.kernel, self.bias
+        parts, bias = self.folded_parts()
+        return (parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=-1)), bias
+
+    def folded_parts(self):
+        """`folded()` with the kernel as its `kernel_chunks` output-channel slices."""
+        parts, bias = self.kernel_parts, self.bias
         if bias is None:
-            bias = ops.zeros((self.channels_out,), dtype=kernel.dtype)
+            bias = ops.zeros((self.channels_out,), dtype=parts[0].dtype)
         if not self.batchnorm:
-            return kernel, bias
+            return list(parts), bias
         scale = ops.rsqrt(self.moving_variance + self.bn_epsilon)
         if self.gamma is not None:
             scale = scale * self.gamma
@@ -238,8 +272,10 @@ class QuantConv(keras.layers.Layer):
         if self.beta is not None:
             bias = bias + self.beta
         if self.kind == "depthwise":
-            scale = ops.reshape(scale, (int(kernel.shape[2]), self.depth_multiplier))
-        return kernel * scale, bias
+            scale = ops.reshape(scale, (int(parts[0].shape[2]), self.depth_multiplier))
+            return [parts[0] * scale], bias
+        scales = ops.split(scale, len(parts)) if len(parts) > 1 else [scale]
+        return [k * sc for k, sc in zip(parts, scales)], bias
 
     def quantized_kernel(self):
         """The folded kernel as the int8 model stores it (dequantized to float)."""
@@ -252,6 +288,16 @@ class QuantConv(keras.layers.Layer):
         return symmetric_fake_quant(kernel, 2 if self.kind == "depthwise" else -1, self.num_bits)
 
     def call(self, inputs):
+        if self.kernel_chunks > 1:
+            return self._chunked_call(inputs)
+        return self._activate(self._linear_call(inputs))
+
+    def _activate(self, y):
+        if self.activation == "relu":
+            return ops.relu(y)
+        return ops.relu6(y) if self.activation == "relu6" else y
+
+    def _linear_call(self, inputs):
         _, bias = self.folded()
         kernel = self.quantized_kernel()
         if self.kind == "conv":
@@ -261,6 +307,16 @@ class QuantConv(keras.layers.Layer):
             y = ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
                                    dilation_rate=self.dilation_rate)
         return ops.add(y, bias)
+
+    def _chunked_call(self, inputs):
+        parts, bias = self.folded_parts()
+        outputs = []
+        for part, part_bias in zip(parts, ops.split(bias, len(parts))):
+            part = symmetric_fake_quant(part, -1, self.num_bits)
+            y = ops.conv(inputs, part, strides=self.strides, padding=self.padding,
+                         dilation_rate=self.dilation_rate)
+            outputs.append(self._activate(ops.add(y, part_bias)))
+        return ops.concatenate(outputs, axis=-1)
 
     def compute_output_shape(self, input_shape):
         layer = (keras.layers.Conv2D(self.filters or 1, self.kernel_size, strides=self.strides,
@@ -280,7 +336,8 @@ class QuantConv(keras.layers.Layer):
                       dilation_rate=self.dilation_rate, groups=self.groups,
                       depth_multiplier=self.depth_multiplier, use_bias=self.use_bias,
                       batchnorm=self.batchnorm, bn_epsilon=self.bn_epsilon,
-                      bn_center=self.bn_center, bn_scale=self.bn_scale, num_bits=self.num_bits)
+                      bn_center=self.bn_center, bn_scale=self.bn_scale, num_bits=self.num_bits,
+                      kernel_chunks=self.kernel_chunks, activation=self.activation)
         return config
 
 

@@ -97,15 +97,20 @@ def compare_kernels(qat_model, content: bytes) -> dict:
         if isinstance(layer, QuantConv) and layer.kind == "depthwise":
             kh, kw, cin, mult = expected.shape
             expected = expected.reshape(kh, kw, cin * mult)
-        best = None
-        for _, real, scales in kernels:
-            if real.shape != expected.shape:
-                continue
-            step = scales if scales.size > 1 else scales[0]
-            lsb = float(np.max(np.abs(real - expected) / step))
-            best = lsb if best is None else min(best, lsb)
-        if best is None:
-            raise ValueError(f"No TFLite weight tensor of shape {expected.shape} for layer "
-                             f"{layer.name!r}.")
-        result[layer.name] = best
+        # A sliced convolution (`kernel_chunks`) is one CONV_2D per output-channel slice.
+        parts = np.split(expected, getattr(layer, "kernel_chunks", 1), axis=-1)
+        result[layer.name] = max(_closest_lsb(kernels, part, layer.name) for part in parts)
     return result
+
+
+def _closest_lsb(kernels, expected, name) -> float:
+    best = None
+    for _, real, scales in kernels:
+        if real.shape != expected.shape:
+            continue
+        step = scales if scales.size > 1 else scales[0]
+        lsb = float(np.max(np.abs(real - expected) / step))
+        best = lsb if best is None else min(best, lsb)
+    if best is None:
+        raise ValueError(f"No TFLite weight tensor of shape {expected.shape} for layer {name!r}.")
+    return best

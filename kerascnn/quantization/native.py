@@ -9,6 +9,10 @@ stores passed through a fake quantizer:
   DenseNet) becomes a frozen `QuantBatchNorm` whose scale and offset constants are quantized, so
   that the converter's MUL and ADD are integer too.
 - Dense becomes `QuantDense`; an activation built into a Conv2D or Dense is split off.
+- A convolution whose float32 kernel exceeds `MAX_FOLDED_KERNEL_BYTES` (VGG16-FCN's fc6) becomes
+  a `QuantConv` with `kernel_chunks`: convolutions over output-channel slices, each slice its own
+  variable, concatenated; a following ReLU/ReLU6 is applied per slice. Larger kernels are not
+  folded by the TFLite converter, which then leaves Flex fake-quant ops.
 - Activation ranges (`FakeQuant`) go where TFLite keeps a tensor: after each layer, except
   * where TFLite fuses the next op into this one: a conv or fully connected layer whose only
     consumer is ReLU or ReLU6 gets its quantizer after the activation;
@@ -29,7 +33,10 @@ Anything else raises `UnsupportedLayerError` naming the layer and what to do.
 
 from __future__ import annotations
 
+import math
+
 import keras
+import numpy as np
 from keras import layers
 
 from kerascnn.analysis.graph import walk
@@ -50,6 +57,10 @@ _REQUANTIZING = (layers.Add, layers.Subtract, layers.Multiply, layers.Average, l
 _FUSABLE_ACTIVATIONS = ("relu", "relu6")
 _FIXED_RANGES = {"sigmoid": SIGMOID_RANGE, "softmax": SIGMOID_RANGE, "tanh": TANH_RANGE}
 _SPLIT_ACTIVATIONS = ("swish", "silu", "hard_sigmoid")
+# The TFLite converter stops folding a kernel's fake quantization into int8 constants somewhere
+# between 98 and 196 MB (docs/qat_coverage.md) and keeps a Flex op; larger conv kernels are
+# computed in output-channel slices of at most this size (QuantConv's `kernel_chunks`).
+MAX_FOLDED_KERNEL_BYTES = 64 * 2**20
 _SINGLE_ACTIVATIONS = ("relu", "relu6", "hard_silu", "hard_swish", "sigmoid", "softmax", "tanh",
                        "linear", "elu", "leaky_relu")
 
@@ -92,6 +103,7 @@ class _Rewriter:
         self.quantize_input = quantize_input
         self.new = {}  # (position, index) -> new tensor
         self.fused_bn = {}  # BN position -> conv position
+        self.absorbed = set()  # positions of activation layers computed inside a QuantConv
         self.output_positions = {ref.node for ref in self.graph.outputs}
         self.copies = []  # (new layer, [source layers]) for the weight transfer
 
@@ -152,7 +164,7 @@ class _Rewriter:
     def rewrite(self, node, args):
         layer = node.layer
         x = args[0] if len(args) == 1 else args
-        if node.position in self.fused_bn:
+        if node.position in self.fused_bn or node.position in self.absorbed:
             return x  # folded into the convolution already
         if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)) and \
                 not isinstance(layer, (layers.Conv2DTranspose, layers.SeparableConv2D)):
@@ -204,6 +216,18 @@ class _Rewriter:
         if config.get("data_format", "channels_last") != "channels_last":
             self.unsupported(node, "only channels_last is supported")
         bn = bn_node.layer if fold else None
+        chunks = 1 if depthwise else _kernel_chunks(layer)
+        # A sliced convolution computes its ReLU itself, per slice, so that the slices share the
+        # concatenation's quantizer (the one range TFLite's CONCATENATION needs).
+        inner_activation, activation_name = None, f"{layer.name}_act"
+        if chunks > 1:
+            last = bn_node if fold else node
+            if activation in _FUSABLE_ACTIVATIONS:
+                inner_activation = activation
+            elif activation == "linear" and self.fused_activation_follows(last):
+                consumer = self.sole_consumer(last)
+                inner_activation, activation_name = _activation_name(consumer.layer), consumer.name
+                self.absorbed.add(consumer.position)
         new = QuantConv(
             kind="depthwise" if depthwise else "conv",
             filters=None if depthwise else config["filters"],
@@ -213,9 +237,14 @@ class _Rewriter:
             use_bias=config["use_bias"], batchnorm=fold,
             bn_epsilon=bn.epsilon if fold else 1e-3,
             bn_center=bn.center if fold else True, bn_scale=bn.scale if fold else True,
-            num_bits=self.num_bits, name=layer.name)
+            num_bits=self.num_bits, kernel_chunks=chunks, activation=inner_activation,
+            name=layer.name)
         y = new(x)
         self.copies.append((new, lambda n, conv=layer, bn=bn: _copy_conv(n, conv, bn)))
+        if inner_activation is not None:
+            if fold:
+                self.fused_bn[bn_node.position] = node.position
+            return self.fq(y, activation_name)
         if fold:
             self.fused_bn[bn_node.position] = node.position
             # The quantizer decision depends on what follows the BN.
@@ -270,6 +299,19 @@ class _Rewriter:
         return self.fq(y, name, fixed_range=_FIXED_RANGES.get(activation))
 
 
+def _kernel_chunks(conv) -> int:
+    """How many output-channel slices keep each of `conv`'s float32 kernel slices within
+    MAX_FOLDED_KERNEL_BYTES: the smallest divisor of its filters that does (1 for most layers)."""
+    size = 4 * math.prod(int(d) for d in conv.kernel.shape)
+    filters = int(conv.kernel.shape[-1])
+    if size <= MAX_FOLDED_KERNEL_BYTES or conv.get_config().get("groups", 1) != 1:
+        return 1
+    for chunks in range(2, filters + 1):
+        if filters % chunks == 0 and size / chunks <= MAX_FOLDED_KERNEL_BYTES:
+            return chunks
+    return filters
+
+
 def _copy_batchnorm(new, bn):
     values = {w.path.split("/")[-1]: w.numpy() for w in bn.weights}
     for name in ("gamma", "beta", "moving_mean", "moving_variance"):
@@ -279,7 +321,7 @@ def _copy_batchnorm(new, bn):
 
 
 def _copy_conv(new: QuantConv, conv, bn):
-    weights = [conv.weights[0].numpy()]
+    weights = np.split(conv.weights[0].numpy(), new.kernel_chunks, axis=-1)
     if conv.use_bias:
         weights.append(conv.weights[1].numpy())
     if bn is not None:
