@@ -241,12 +241,11 @@ class _Rewriter:
             name=layer.name)
         y = new(x)
         self.copies.append((new, lambda n, conv=layer, bn=bn: _copy_conv(n, conv, bn)))
-        if inner_activation is not None:
-            if fold:
-                self.fused_bn[bn_node.position] = node.position
-            return self.fq(y, activation_name)
         if fold:
             self.fused_bn[bn_node.position] = node.position
+        if inner_activation is not None:
+            return self.fq(y, activation_name)
+        if fold:
             # The quantizer decision depends on what follows the BN.
             return self.finish_linear(bn_node, y, None, bn.name)
         return self.finish_linear(node, y, activation, layer.name)
