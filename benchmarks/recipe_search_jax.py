@@ -236,6 +236,32 @@ class _Take:
         return (self.batches[i] for i in range(min(n, len(self.batches))))
 
 
+def _compile(keras, model, variant, steps_per_epoch, loss):
+    """Compiles `model` with the library's recipe arithmetic for `variant`; returns the recipe."""
+    from kerascnn.training import get_recipe, set_bn_momentum
+    from kerascnn.training.train import _optimizer
+
+    recipe = get_recipe("default", optimizer=variant.optimizer,
+                        learning_rate=variant.learning_rate, weight_decay=variant.weight_decay,
+                        epochs=variant.epochs, batch_size=variant.batch_size,
+                        warmup_epochs=variant.warmup_epochs,
+                        label_smoothing=variant.label_smoothing)
+    set_bn_momentum(model, recipe.bn_momentum)
+    # Several steps per compiled call: these models are small enough that dispatch, not the GPU,
+    # bounds a step otherwise.
+    model.compile(optimizer=_optimizer(recipe, steps_per_epoch), loss=loss, jit_compile=True,
+                  steps_per_execution=8)
+    return recipe
+
+
+def _note(progress, line):
+    """Appends a line to the progress file (so that a run cut off by a time limit still tells
+    how far it got)."""
+    if progress:
+        with open(progress, "a") as f:
+            f.write(line + "\n")
+
+
 def _pretrained_backbone(keras, model, variant, data_dir, fill):
     """Trains `variant.model`'s backbone (mobilenet_v2 of the same width) as a Fashion-MNIST
     classifier at 32x32 for `variant.pretrain_epochs` and copies its weights into `model`
@@ -243,8 +269,6 @@ def _pretrained_backbone(keras, model, variant, data_dir, fill):
     The stand-in for ImageNet weights: the scenes are made of the same items."""
     import kerascnn
     from kerascnn.data import load_fashion_mnist, to_model_input
-    from kerascnn.training import get_recipe, set_bn_momentum
-    from kerascnn.training.train import _optimizer
 
     backbone = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), classes=10,
                               alpha=variant.alpha)
@@ -253,14 +277,8 @@ def _pretrained_backbone(keras, model, variant, data_dir, fill):
     x = to_model_input(x, (32, 32, 3), prep, batch_size=4096)
     plan = dataclasses.replace(CLASSIFY["base"], alpha=variant.alpha,
                                epochs=variant.pretrain_epochs)
-    recipe = get_recipe("default", optimizer=plan.optimizer, learning_rate=plan.learning_rate,
-                        weight_decay=plan.weight_decay, epochs=plan.epochs,
-                        batch_size=plan.batch_size, warmup_epochs=plan.warmup_epochs)
-    set_bn_momentum(backbone, recipe.bn_momentum)
     batches = _batches(keras, x, y.astype(np.int32), plan, plan.seed, False, fill)
-    backbone.compile(optimizer=_optimizer(recipe, len(batches)),
-                     loss=keras.losses.CategoricalCrossentropy(), jit_compile=True,
-                     steps_per_execution=8)
+    _compile(keras, backbone, plan, len(batches), keras.losses.CategoricalCrossentropy())
     backbone.fit(batches, epochs=plan.epochs, verbose=0)
     source = {layer.name: layer for layer in backbone.layers}
     copied = 0
@@ -278,8 +296,7 @@ def run_variant(task: str, name: str, data_dir: str | None, progress: str | None
 
     import kerascnn
     from kerascnn.data import load_fashion_mnist, to_model_input
-    from kerascnn.training import get_recipe, mean_iou, precise_batchnorm, set_bn_momentum
-    from kerascnn.training.train import _optimizer
+    from kerascnn.training import mean_iou, precise_batchnorm
 
     variant = TASKS[task][name]
     keras.utils.set_random_seed(variant.seed)
@@ -312,21 +329,12 @@ def run_variant(task: str, name: str, data_dir: str | None, progress: str | None
         kwargs["dropout_rate"] = variant.dropout_rate
     model = kerascnn.build(variant.model, input_shape=(size, size, 3), classes=classes,
                            alpha=variant.alpha, **kwargs)
-    recipe = get_recipe("default", optimizer=variant.optimizer,
-                        learning_rate=variant.learning_rate, weight_decay=variant.weight_decay,
-                        epochs=variant.epochs, batch_size=variant.batch_size,
-                        warmup_epochs=variant.warmup_epochs,
-                        label_smoothing=variant.label_smoothing)
-    set_bn_momentum(model, recipe.bn_momentum)
     batches = _batches(keras, xtr, ytr, variant, variant.seed, segmentation, fill)
     if segmentation:
         loss = keras.losses.SparseCategoricalCrossentropy()
     else:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=variant.label_smoothing)
-    # Several steps per compiled call: these models are small enough that dispatch, not the GPU,
-    # bounds a step otherwise.
-    model.compile(optimizer=_optimizer(recipe, len(batches)), loss=loss, jit_compile=True,
-                  steps_per_execution=8)
+    recipe = _compile(keras, model, variant, len(batches), loss)
 
     def score():
         probs = model.predict(xte, batch_size=500, verbose=0)
@@ -339,17 +347,12 @@ def run_variant(task: str, name: str, data_dir: str | None, progress: str | None
     class Score(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             curve.append(round(score(), 4))
-            if progress:  # so that a run cut off by a time limit still tells how far it got
-                with open(progress, "a") as f:
-                    f.write(f"{name} epoch {epoch + 1} {curve[-1]} "
-                            f"{time.perf_counter() - start:.0f}s\n")
+            _note(progress, f"{name} epoch {epoch + 1} {curve[-1]} "
+                            f"{time.perf_counter() - start:.0f}s")
 
     if variant.pretrain_epochs:
         copied = _pretrained_backbone(keras, model, variant, data_dir, fill)
-        if progress:
-            with open(progress, "a") as f:
-                f.write(f"{name} pretrained {copied} layers "
-                        f"{time.perf_counter() - start:.0f}s\n")
+        _note(progress, f"{name} pretrained {copied} layers {time.perf_counter() - start:.0f}s")
     history = model.fit(batches, epochs=variant.epochs, verbose=0, callbacks=[Score()])
     precise_batchnorm(model, _Take(batches), recipe.precise_bn_steps)
     final = score()
