@@ -4,7 +4,8 @@ under the "kerascnn" package, so models that use it save and load with `safe_mod
 
 from kerascnn.layers.deformable import DeformableConv2D
 from kerascnn.layers.lrn import LocalResponseNormalization
-from kerascnn.layers.quantization import FakeQuant, QuantBatchNorm, QuantConv, QuantDense
+from kerascnn.layers.quantization import (FakeQuant, QuantBatchNorm, QuantConv,
+                                          QuantDeformableSampling, QuantDense)
 
 __all__ = ["DeformableConv2D", "FakeQuant", "LocalResponseNormalization", "QuantBatchNorm",
-           "QuantConv", "QuantDense"]
+           "QuantConv", "QuantDeformableSampling", "QuantDense"]

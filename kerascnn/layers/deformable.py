@@ -31,7 +31,10 @@ What differs from the papers and why:
   mask logits, group-major. Offsets are in input pixels.
 - The sampling is written as gathers on the flattened input plus one matrix product (the
   "im2col" form), with `keras.ops` only: it runs on every Keras backend and converts to TFLite
-  builtin ops (FLOOR, CAST, GATHER, FULLY_CONNECTED, ...), not to Flex or custom ops.
+  builtin ops (FLOOR, CAST, GATHER, FULLY_CONNECTED, ...), not to Flex or custom ops. Those index
+  computations have no integer kernels; for full-int8 export, the native QAT engine rewrites the
+  layer into an integer form of the same sampling
+  (`kerascnn.layers.quantization.QuantDeformableSampling`).
 - Channels-last only.
 """
 
@@ -61,6 +64,25 @@ def _output_size(size, kernel, stride, dilation, padding):
     if padding == "same":
         return -(-size // stride)
     return max((size - dilation * (kernel - 1) - 1) // stride + 1, 0)
+
+
+def pad_before(padding, size, out_size, kernel, stride, dilation):
+    """Implicit zero padding before the first input pixel along one axis (TensorFlow's SAME puts
+    the odd pixel at the end); `size` and `out_size` may be ints or (dynamic) tensors."""
+    if padding == "valid":
+        return 0
+    total = (out_size - 1) * stride + dilation * (kernel - 1) + 1 - size
+    if isinstance(total, int):
+        return max(total, 0) // 2
+    return ops.maximum(total, 0) // 2
+
+
+def tap_positions(size, out_size, kernel, stride, dilation, padding) -> np.ndarray:
+    """Input coordinate of every (output position, kernel tap) of the undeformed grid along one
+    axis, for static sizes: an int array (out_size, kernel), in unpadded input coordinates."""
+    first = np.arange(out_size) * stride - pad_before(padding, size, out_size, kernel, stride,
+                                                       dilation)
+    return first[:, None] + np.arange(kernel)[None, :] * dilation
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -190,14 +212,8 @@ class DeformableConv2D(keras.layers.Layer):
 
     def _pad_before(self, size, out_size, axis):
         """Implicit zero padding before the first pixel along `axis` (0: height, 1: width)."""
-        if self.padding == "valid":
-            return 0
-        kernel, stride, dilation = (self.kernel_size[axis], self.strides[axis],
-                                    self.dilation_rate[axis])
-        total = (out_size - 1) * stride + dilation * (kernel - 1) + 1 - size
-        if isinstance(total, int):
-            return max(total, 0) // 2
-        return ops.maximum(total, 0) // 2  # dynamic height/width
+        return pad_before(self.padding, size, out_size, self.kernel_size[axis],
+                          self.strides[axis], self.dilation_rate[axis])
 
     def call(self, inputs):
         groups = self.deformable_groups

@@ -32,12 +32,17 @@ the numbers that were trained.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
+
+from kerascnn.layers.deformable import tap_positions
 
 _MODES = ("ema", "learned")
 # A range narrower than this would give a zero scale; a tensor that is constantly zero (the zero
 # half of a CIFAR ResNet's padding shortcut) still needs a valid one.
 _MIN_RANGE = 1e-6
+# The output range TFLite's int8 LOGISTIC (and SOFTMAX) prescribes: scale 1/256, zero point -128.
+SIGMOID_RANGE = (0.0, 255.0 / 256.0)
 
 
 def _check_bits(num_bits):
@@ -452,4 +457,152 @@ class QuantBatchNorm(keras.layers.Layer):
         config = super().get_config()
         config.update(epsilon=self.epsilon, center=self.center, scale=self.scale,
                       num_bits=self.num_bits, mode=self.mode, ema_decay=self.ema_decay)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class QuantDeformableSampling(keras.layers.Layer):
+    """The bilinear sampling of a `DeformableConv2D`, in a form that TFLite runs in int8.
+
+    The float layer gathers the four neighbours of each sampling point with indices computed
+    from the offsets (FLOOR, CAST, GATHER). An int8 model cannot do that: TFLite has no integer
+    FLOOR, and the converter keeps the index arithmetic in float. Here the sampling is written
+    as the same bilinear interpolation over *all* input pixels j, with the tent weights
+
+        w(p, k, j) = m(p, k) * tent(y(p, k) - j_y) * tent(x(p, k) - j_x),  tent(t) = 1 - |min(max(t, -1), 1)|
+
+    (zero except at the four neighbours of the sampling point; pixels outside the image simply
+    do not exist, which is the float layer's zero padding), so that the sampled columns are one
+    batched matrix product ``w @ x``. Every step is an int8 builtin op (ADD, ABS, SUB, MUL,
+    LOGISTIC, BATCH_MATMUL) with a fixed quantization range, fake-quantized here exactly where
+    TFLite stores the tensor:
+
+    - ``y - j_y`` is computed as offset + (grid - j_y): the constant is quantized with scale 1
+      (range [-2^(b-1), 2^(b-1) - 1], exact integers; an 8-bit constant holds distances up to
+      127 pixels, beyond which the tent is zero anyway unless the offsets exceed 126 pixels),
+      and the sum is clamped to [-2^(b-1) / (2^(b-1) - 1), 1] by its quantizer, which gives
+      the clamp of the tent for free;
+    - |t|, the tent, the mask products and the weights have the range [0, 1] (the mask is the
+      sigmoid output, range [0, 255/256] as TFLite's int8 LOGISTIC prescribes).
+
+    The caller quantizes the output (tracked range) and applies the kernel as a 1x1 convolution
+    over the ``taps * channels`` columns (`QuantConv`, where a following BN folds).
+
+    Cost: the weights are (out_h * out_w * taps) x (height * width) per image and deformable
+    group, instead of four gathers per sample in the float layer, so the multiply-accumulates
+    grow with the square of the feature map: fine at the 7x7-28x28 maps of a ResNet's last
+    stages, expensive far above that.
+
+    Args:
+        kernel_size, strides, padding, dilation_rate, modulated, deformable_groups: those of the
+            `DeformableConv2D` being replaced.
+        num_bits: bit width of the fixed-range quantizers.
+        **kwargs: Layer arguments.
+
+    Call arguments:
+        inputs: [x, branch]: the (quantized) input (batch, height, width, channels) with static
+            height and width, and the (quantized) output of the offset convolution.
+
+    Returns:
+        The sampled columns, (batch, out_height, out_width, taps * channels), tap-major.
+    """
+
+    def __init__(self, kernel_size=(3, 3), strides=(1, 1), padding="valid", dilation_rate=(1, 1),
+                 modulated=False, deformable_groups=1, num_bits=8, **kwargs):
+        super().__init__(**kwargs)
+        _check_bits(num_bits)
+        self.kernel_size = tuple(kernel_size)
+        self.strides = tuple(strides)
+        self.padding = padding
+        self.dilation_rate = tuple(dilation_rate)
+        self.modulated = modulated
+        self.deformable_groups = deformable_groups
+        self.num_bits = num_bits
+        top = 2 ** (num_bits - 1)
+        self._offset_range = (-float(top), float(top - 1))  # scale 1: integers are exact
+        self._clamp_range = (-top / (top - 1), 1.0)  # scale 1/(top-1): 1 and 0 are exact
+        self._unit_range = (0.0, 1.0)
+
+    def _fq(self, x, value_range):
+        return keras.quantizers.fake_quant_with_min_max_vars(x, *value_range, self.num_bits)
+
+    def build(self, input_shape):
+        x_shape, branch_shape = input_shape
+        height, width, channels = x_shape[1:]
+        out_h, out_w = branch_shape[1:3]
+        if None in (height, width, out_h, out_w):
+            raise ValueError(
+                f"Layer {self.name!r}: the int8 form of a deformable convolution needs a static "
+                f"input height and width. Received: input shape {tuple(x_shape)}; build the "
+                "model with a fixed `input_shape`.")
+        if channels % self.deformable_groups:
+            raise ValueError(f"The input channels ({channels}) must be divisible by "
+                             f"`deformable_groups`. Received: deformable_groups={self.deformable_groups}")
+        ys = tap_positions(height, out_h, self.kernel_size[0], self.strides[0],
+                           self.dilation_rate[0], self.padding)  # (out_h, kh)
+        xs = tap_positions(width, out_w, self.kernel_size[1], self.strides[1],
+                           self.dilation_rate[1], self.padding)  # (out_w, kw)
+        kh, kw = self.kernel_size
+        # (out_h, out_w, kh, kw) grid coordinates, flattened as (position, tap), tiled over the
+        # deformable groups: minus every input row/column index.
+        grid_y = np.broadcast_to(ys[:, None, :, None], (out_h, out_w, kh, kw)).reshape(-1, 1)
+        grid_x = np.broadcast_to(xs[None, :, None, :], (out_h, out_w, kh, kw)).reshape(-1, 1)
+        low, high = self._offset_range
+        tile = (self.deformable_groups, 1)
+        self._distance_y = np.tile(np.clip(grid_y - np.arange(height), low, high), tile)[None]
+        self._distance_x = np.tile(np.clip(grid_x - np.arange(width), low, high), tile)[None]
+        self._distance_y = self._distance_y.astype("float32")
+        self._distance_x = self._distance_x.astype("float32")
+
+    def _tent(self, offsets, distance):
+        """tent(offset + distance), (batch, G * P * K, size), on the int8 grid."""
+        distance = self._fq(ops.convert_to_tensor(distance), self._offset_range)
+        t = self._fq(offsets + distance, self._clamp_range)
+        magnitude = self._fq(ops.abs(t), self._unit_range)
+        return self._fq(1.0 - magnitude, self._unit_range)
+
+    def call(self, inputs):
+        x, branch = inputs
+        _, height, width, channels = x.shape
+        _, out_h, out_w, _ = branch.shape
+        groups, taps = self.deformable_groups, self.kernel_size[0] * self.kernel_size[1]
+        positions = out_h * out_w
+        rows = groups * positions * taps
+
+        def group_major(t, last):
+            # (batch, P, G, K[, 2]) -> (batch, G * P * K, last)
+            t = ops.reshape(t, (-1, positions, groups, taps * last))
+            if groups > 1:
+                t = ops.transpose(t, (0, 2, 1, 3))
+            return ops.reshape(t, (-1, rows, last))
+
+        offsets = group_major(branch[..., :2 * groups * taps], 2)
+        weight_y = self._tent(offsets[..., 0:1], self._distance_y)
+        weight_x = self._tent(offsets[..., 1:2], self._distance_x)
+        if self.modulated:
+            mask = ops.sigmoid(group_major(branch[..., 2 * groups * taps:], 1))
+            mask = self._fq(mask, SIGMOID_RANGE)
+            weight_y = self._fq(weight_y * mask, self._unit_range)
+        weights = self._fq(weight_y[:, :, :, None] * weight_x[:, :, None, :], self._unit_range)
+        pixels = height * width
+        if groups == 1:
+            columns = ops.matmul(ops.reshape(weights, (-1, rows, pixels)),
+                                 ops.reshape(x, (-1, pixels, channels)))
+        else:
+            weights = ops.reshape(weights, (-1, groups, positions * taps, pixels))
+            values = ops.transpose(ops.reshape(x, (-1, pixels, groups, channels // groups)),
+                                   (0, 2, 1, 3))
+            columns = ops.transpose(ops.matmul(weights, values), (0, 2, 1, 3))
+        return ops.reshape(columns, (-1, out_h, out_w, taps * channels))
+
+    def compute_output_shape(self, input_shape):
+        x_shape, branch_shape = input_shape
+        taps = self.kernel_size[0] * self.kernel_size[1]
+        return (x_shape[0], branch_shape[1], branch_shape[2], taps * x_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                      dilation_rate=self.dilation_rate, modulated=self.modulated,
+                      deformable_groups=self.deformable_groups, num_bits=self.num_bits)
         return config

@@ -9,6 +9,9 @@ stores passed through a fake quantizer:
   DenseNet) becomes a frozen `QuantBatchNorm` whose scale and offset constants are quantized, so
   that the converter's MUL and ADD are integer too.
 - Dense becomes `QuantDense`; an activation built into a Conv2D or Dense is split off.
+- `DeformableConv2D` becomes its offset convolution (`QuantConv`), the integer form of its bilinear
+  sampling (`QuantDeformableSampling`, which needs a static input size) and its kernel as a 1x1
+  `QuantConv` over the sampled columns, into which a following BN folds.
 - A convolution whose float32 kernel exceeds `MAX_FOLDED_KERNEL_BYTES` (VGG16-FCN's fc6) becomes
   a `QuantConv` with `kernel_chunks`: convolutions over output-channel slices, each slice its own
   variable, concatenated; a following ReLU/ReLU6 is applied per slice. Larger kernels are not
@@ -40,9 +43,10 @@ import numpy as np
 from keras import layers
 
 from kerascnn.analysis.graph import walk
-from kerascnn.layers.quantization import FakeQuant, QuantBatchNorm, QuantConv, QuantDense
+from kerascnn.layers.deformable import DeformableConv2D
+from kerascnn.layers.quantization import (SIGMOID_RANGE, FakeQuant, QuantBatchNorm, QuantConv,
+                                          QuantDeformableSampling, QuantDense)
 
-SIGMOID_RANGE = (0.0, 255.0 / 256.0)
 TANH_RANGE = (-1.0, 127.0 / 128.0)
 
 # Layers that TFLite runs with the scale of their input: no quantizer of their own.
@@ -166,6 +170,8 @@ class _Rewriter:
         x = args[0] if len(args) == 1 else args
         if node.position in self.fused_bn or node.position in self.absorbed:
             return x  # folded into the convolution already
+        if isinstance(layer, DeformableConv2D):
+            return self.deformable(node, x)
         if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)) and \
                 not isinstance(layer, (layers.Conv2DTranspose, layers.SeparableConv2D)):
             return self.conv(node, x)
@@ -205,9 +211,34 @@ class _Rewriter:
             return y
         return self.fq(y, name)
 
-    def conv(self, node, x):
+    def deformable(self, node, x):
+        """A DeformableConv2D as three quantized steps: its offset branch (a `QuantConv`), the
+        bilinear sampling in int8 form (`QuantDeformableSampling`), and its kernel as a 1x1
+        `QuantConv` over the sampled columns, where a following BN folds as for any conv."""
+        layer, branch_conv = node.layer, node.layer.offset_conv
+        offsets = QuantConv(
+            kind="conv", filters=branch_conv.filters, kernel_size=branch_conv.kernel_size,
+            strides=branch_conv.strides, padding=branch_conv.padding,
+            dilation_rate=branch_conv.dilation_rate, use_bias=branch_conv.use_bias,
+            num_bits=self.num_bits, name=f"{layer.name}_offset")
+        branch = self.fq(offsets(x), f"{layer.name}_offset")
+        self.copies.append((offsets, lambda n, src=branch_conv: _copy_conv(n, src, None)))
+        columns = QuantDeformableSampling(
+            kernel_size=layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            dilation_rate=layer.dilation_rate, modulated=layer.modulated,
+            deformable_groups=layer.deformable_groups, num_bits=self.num_bits,
+            name=f"{layer.name}_sampling")([x, branch])
+        columns = self.fq(columns, f"{layer.name}_sampling")
+        return self.conv(node, columns, pointwise=True)
+
+    def conv(self, node, x, pointwise=False):
+        """A Conv2D/DepthwiseConv2D (with its BN folded where one follows); `pointwise`: the
+        kernel of a DeformableConv2D applied as a 1x1 convolution to its sampled columns."""
         layer = node.layer
         config = layer.get_config()
+        if pointwise:
+            config.update(kernel_size=(1, 1), strides=(1, 1), padding="valid",
+                          dilation_rate=(1, 1))
         bn_node = self.sole_consumer(node)
         activation = _inline_activation(layer)
         fold = (bn_node is not None and isinstance(bn_node.layer, layers.BatchNormalization)
@@ -320,9 +351,13 @@ def _copy_batchnorm(new, bn):
 
 
 def _copy_conv(new: QuantConv, conv, bn):
-    weights = np.split(conv.weights[0].numpy(), new.kernel_chunks, axis=-1)
+    kernel = conv.kernel.numpy()
+    # A DeformableConv2D's (kh, kw, C, F) kernel becomes the (1, 1, kh * kw * C, F) kernel of a
+    # 1x1 convolution over its tap-major sampled columns; a no-op for the other convolutions.
+    kernel = kernel.reshape(*new.kernel_size, -1, kernel.shape[-1])
+    weights = np.split(kernel, new.kernel_chunks, axis=-1)
     if conv.use_bias:
-        weights.append(conv.weights[1].numpy())
+        weights.append(conv.bias.numpy())
     if bn is not None:
         weights.extend(w.numpy() for w in bn.weights)
     new.set_weights(weights)
