@@ -469,7 +469,8 @@ class QuantDeformableSampling(keras.layers.Layer):
     FLOOR, and the converter keeps the index arithmetic in float. Here the sampling is written
     as the same bilinear interpolation over *all* input pixels j, with the tent weights
 
-        w(p, k, j) = m(p, k) * tent(y(p, k) - j_y) * tent(x(p, k) - j_x),  tent(t) = 1 - |min(max(t, -1), 1)|
+        w(p, k, j) = m(p, k) * tent(y(p, k) - j_y) * tent(x(p, k) - j_x),
+        tent(t) = 1 - |min(max(t, -1), 1)|
 
     (zero except at the four neighbours of the sampling point; pixels outside the image simply
     do not exist, which is the float layer's zero padding), so that the sampled columns are one
@@ -519,7 +520,7 @@ class QuantDeformableSampling(keras.layers.Layer):
         self.deformable_groups = deformable_groups
         self.num_bits = num_bits
         top = 2 ** (num_bits - 1)
-        self._offset_range = (-float(top), float(top - 1))  # scale 1: integers are exact
+        self._distance_range = (-float(top), float(top - 1))  # scale 1: integers are exact
         self._clamp_range = (-top / (top - 1), 1.0)  # scale 1/(top-1): 1 and 0 are exact
         self._unit_range = (0.0, 1.0)
 
@@ -547,7 +548,7 @@ class QuantDeformableSampling(keras.layers.Layer):
         # deformable groups: minus every input row/column index.
         grid_y = np.broadcast_to(ys[:, None, :, None], (out_h, out_w, kh, kw)).reshape(-1, 1)
         grid_x = np.broadcast_to(xs[None, :, None, :], (out_h, out_w, kh, kw)).reshape(-1, 1)
-        low, high = self._offset_range
+        low, high = self._distance_range
         tile = (self.deformable_groups, 1)
         self._distance_y = np.tile(np.clip(grid_y - np.arange(height), low, high), tile)[None]
         self._distance_x = np.tile(np.clip(grid_x - np.arange(width), low, high), tile)[None]
@@ -556,7 +557,7 @@ class QuantDeformableSampling(keras.layers.Layer):
 
     def _tent(self, offsets, distance):
         """tent(offset + distance), (batch, G * P * K, size), on the int8 grid."""
-        distance = self._fq(ops.convert_to_tensor(distance), self._offset_range)
+        distance = self._fq(ops.convert_to_tensor(distance), self._distance_range)
         t = self._fq(offsets + distance, self._clamp_range)
         magnitude = self._fq(ops.abs(t), self._unit_range)
         return self._fq(1.0 - magnitude, self._unit_range)
