@@ -543,17 +543,17 @@ class QuantDeformableSampling(keras.layers.Layer):
                            self.dilation_rate[0], self.padding)  # (out_h, kh)
         xs = tap_positions(width, out_w, self.kernel_size[1], self.strides[1],
                            self.dilation_rate[1], self.padding)  # (out_w, kw)
-        kh, kw = self.kernel_size
-        # (out_h, out_w, kh, kw) grid coordinates, flattened as (position, tap), tiled over the
-        # deformable groups: minus every input row/column index.
-        grid_y = np.broadcast_to(ys[:, None, :, None], (out_h, out_w, kh, kw)).reshape(-1, 1)
-        grid_x = np.broadcast_to(xs[None, :, None, :], (out_h, out_w, kh, kw)).reshape(-1, 1)
-        low, high = self._distance_range
-        tile = (self.deformable_groups, 1)
-        self._distance_y = np.tile(np.clip(grid_y - np.arange(height), low, high), tile)[None]
-        self._distance_x = np.tile(np.clip(grid_x - np.arange(width), low, high), tile)[None]
-        self._distance_y = self._distance_y.astype("float32")
-        self._distance_x = self._distance_x.astype("float32")
+        grid = (out_h, out_w, *self.kernel_size)
+
+        def distances(coords, size):
+            # (out_h, out_w, kh, kw) grid coordinates flattened as (position, tap), minus every
+            # input row/column index, tiled over the deformable groups: (1, G * P * K, size).
+            flat = np.broadcast_to(coords, grid).reshape(-1, 1) - np.arange(size)
+            flat = np.clip(flat, *self._distance_range)
+            return np.tile(flat, (self.deformable_groups, 1))[None].astype("float32")
+
+        self._distance_y = distances(ys[:, None, :, None], height)
+        self._distance_x = distances(xs[None, :, None, :], width)
 
     def _tent(self, offsets, distance):
         """tent(offset + distance), (batch, G * P * K, size), on the int8 grid."""
