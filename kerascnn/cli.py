@@ -318,13 +318,15 @@ def _cmd_export(args) -> int:
 
 def _cmd_train(args) -> int:
     from kerascnn.data import load, pipeline_for
-    from kerascnn.training import configure_for_hardware, get_recipe, train
+    from kerascnn.training import configure_for_hardware, get_recipe, get_strategy, train
 
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
                  if getattr(args, key) is not None}
     recipe = get_recipe(args.recipe, **overrides)
     # Before the model is built: the dtype policy and thread counts apply from then on.
     hardware = configure_for_hardware(recipe, threads="cpu")
+    # Also before any TensorFlow op runs: MultiWorkerMirroredStrategy sets up collective ops.
+    strategy = get_strategy(args.strategy)
     info = registry.model_info(args.model)
     train_source = load(args.data, "train")
     classes = args.classes or len(getattr(train_source, "class_names", []) or []) or None
@@ -337,7 +339,8 @@ def _cmd_train(args) -> int:
     kwargs = {"input_shape": (size, size, info.default_input_shape[-1]), "classes": classes}
     if args.alpha is not None:
         kwargs["alpha"] = args.alpha
-    model = build_model(info.name, **kwargs)
+    with strategy.scope():
+        model = build_model(info.name, **kwargs)
     train_data = pipeline_for(model, train_source, training=True, batch_size=recipe.batch_size,
                               augment=recipe.augment, mixup_alpha=recipe.mixup_alpha,
                               cutmix_alpha=recipe.cutmix_alpha, num_classes=classes, seed=args.seed)
@@ -346,7 +349,8 @@ def _cmd_train(args) -> int:
     out = args.out or os.path.join("runs", info.name)
     print(f"Training {info.name} at {size}x{size} on {args.data} ({classes} classes) for "
           f"{recipe.epochs} epochs; GPU: {hardware['gpu']}, mixed precision: "
-          f"{hardware['mixed_precision']}; run directory {out} (rerun the same command to resume)")
+          f"{hardware['mixed_precision']}, replicas: {strategy.num_replicas_in_sync}; run "
+          f"directory {out} (rerun the same command to resume)")
     history = train(model, train_data, val_data, recipe, out_dir=out,
                     steps_per_epoch=args.steps_per_epoch, backup_every_steps=args.backup_every)
     print(json.dumps(history.results, indent=2))
@@ -508,6 +512,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backup-every", type=int, metavar="STEPS",
                    help="back up every STEPS steps as well as every epoch")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"],
+                   help="tf.distribute strategy: auto = MirroredStrategy over several local GPUs, "
+                        "else none; multi_worker reads the cluster from TF_CONFIG, every worker "
+                        "runs the same command (default: auto)")
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/MODEL)")
     p.set_defaults(func=_cmd_train)
 

@@ -311,6 +311,73 @@ def _compile(model, recipe, steps, outputs):
         jit_compile=_use_jit(recipe))
 
 
+def _in_multi_worker_mode(strategy) -> bool:
+    import tensorflow as tf
+
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode())
+
+
+@contextlib.contextmanager
+def multi_worker_compat(model):
+    """Lets `fit` and `evaluate` of a model built under MultiWorkerMirroredStrategy run on several
+    workers; elsewhere it does nothing. `train` uses it; wrap your own `fit`/`evaluate` calls in it.
+
+    Keras 3 (3.15) fails there in two places (keras-team/keras#20585, tensorflow/tensorflow#72388,
+    both open), and this works around both for the duration of the block, on this model only:
+    - before the first step, `_maybe_symbolic_build` passes the whole distributed batch (a tuple
+      of PerReplica values) to `strategy.reduce`, which takes a single value and fails with
+      "Attempt to convert a value (PerReplica...)". The batch is only used for its shapes, so the
+      first local replica's part is used instead;
+    - after every step, the logs are reduced across workers with `strategy.reduce("MEAN", v,
+      axis=0)`, which fails for scalars ("Invalid reduction dimension 0"). The steps return
+      each scalar as a one-element vector instead, so the reduction is the mean over replicas,
+      a scalar again.
+    Gradients, weights and metric updates are untouched: they go through Keras' and
+    TensorFlow's own cross-worker reduction.
+    """
+    import tensorflow as tf
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    if not _in_multi_worker_mode(strategy):
+        yield
+        return
+    symbolic_build = model._maybe_symbolic_build
+
+    def first_replica(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def build_from_first_replica(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(first_replica, next(batches))
+                break
+        return symbolic_build(data_batch=data_batch)
+
+    def scalars_as_vectors(step):
+        def step_with_vector_logs(data):
+            return tf.nest.map_structure(
+                lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, step(data))
+        return step_with_vector_logs
+
+    replaced = ("_maybe_symbolic_build", "train_step", "test_step")
+    own = {name: vars(model)[name] for name in replaced if name in vars(model)}
+    model._maybe_symbolic_build = build_from_first_replica
+    model.train_step = scalars_as_vectors(model.train_step)
+    model.test_step = scalars_as_vectors(model.test_step)
+    model.train_function = model.test_function = None  # re-traced with the steps above
+    try:
+        yield
+    finally:
+        for name in replaced:
+            delattr(model, name)
+            if name in own:
+                setattr(model, name, own[name])
+        model.train_function = model.test_function = None
+
+
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
           callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
           compile_model=True):
@@ -328,7 +395,11 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
         val_data: the same for validation, or None.
         recipe: a `Recipe` or a name from `kerascnn.training.RECIPES`.
         out_dir: run directory for checkpoints, backup and logs (None: no files are written and
-            no resumption is possible).
+            no resumption is possible). Under MultiWorkerMirroredStrategy give every worker the
+            same out_dir: the chief writes to it and each other worker to its own
+            `out_dir/worker-{task_id}`, so that after a restart every worker restores its own
+            backup of the same step (a worker without a backup would start from its initial
+            weights while the others resume).
         callbacks: extra Keras callbacks.
         steps_per_epoch: batches per epoch (default: the dataset's length).
         backup_every_steps: also back up every N steps (default: at the end of each epoch), so
@@ -371,6 +442,9 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
 
     all_callbacks = [keras.callbacks.TerminateOnNaN()]
     out = Path(out_dir) if out_dir is not None else None
+    if (out is not None and _in_multi_worker_mode(strategy)
+            and not strategy.extended.should_checkpoint):  # not the chief
+        out = out / f"worker-{strategy.cluster_resolver.task_id}"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         metric = "mean_iou" if _is_segmentation(model) else "accuracy"
@@ -390,22 +464,23 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             keras.callbacks.TensorBoard(str(out / "logs")),
         ]
     all_callbacks += list(callbacks)
-    with fused_batchnorm(model, enabled=recipe.fused_bn is not False) as fused:
-        if recipe.fused_bn is True and not fused and _batchnorm_layers(model):
-            raise ValueError("`fused_bn=True` needs the TensorFlow backend and BatchNormalization "
-                             "layers over the last axis of 4-D inputs; this model has none. "
-                             "Use fused_bn='auto' or False.")
-        history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
-                            steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
-                            verbose=verbose)
-    results = {"epochs": recipe.epochs}
-    if recipe.precise_bn_steps:
-        with scope():
-            results["precise_bn_batches"] = precise_batchnorm(model, train_data,
-                                                              recipe.precise_bn_steps)
-    if val_targets is not None:
-        results.update({k: float(v) for k, v in model.evaluate(val_targets, verbose=0,
-                                                               return_dict=True).items()})
+    with multi_worker_compat(model):
+        with fused_batchnorm(model, enabled=recipe.fused_bn is not False) as fused:
+            if recipe.fused_bn is True and not fused and _batchnorm_layers(model):
+                raise ValueError("`fused_bn=True` needs the TensorFlow backend and "
+                                 "BatchNormalization layers over the last axis of 4-D inputs; "
+                                 "this model has none. Use fused_bn='auto' or False.")
+            history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
+                                steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
+                                verbose=verbose)
+        results = {"epochs": recipe.epochs}
+        if recipe.precise_bn_steps:
+            with scope():
+                results["precise_bn_batches"] = precise_batchnorm(model, train_data,
+                                                                  recipe.precise_bn_steps)
+        if val_targets is not None:
+            results.update({k: float(v) for k, v in model.evaluate(
+                val_targets, verbose=0, return_dict=True).items()})
     if out is not None:
         save_atomically(model, out / "last.keras")  # with the re-estimated BN statistics
         _write_json_atomically(out / "results.json", results)

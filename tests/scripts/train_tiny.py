@@ -59,9 +59,8 @@ with strategy.scope():
     model = kerascnn.build("resnet20_cifar", input_shape=(16, 16, 3), classes=2)
 recipe = Recipe(optimizer="sgd", learning_rate=0.05, epochs=args.epochs, batch_size=16,
                 warmup_epochs=0, precise_bn_steps=5)
-chief = args.strategy != "multi_worker" or json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 0
 os.makedirs(args.out_dir, exist_ok=True)
-history = train(model, data, data.take(4), recipe, out_dir=args.out_dir if chief else None,
+history = train(model, data, data.take(4), recipe, out_dir=args.out_dir,
                 backup_every_steps=5, callbacks=[Trace()], verbose=0)
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"],
                   "results": history.results}))
