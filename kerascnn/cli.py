@@ -512,7 +512,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backup-every", type=int, metavar="STEPS",
                    help="back up every STEPS steps as well as every epoch")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"],
+    p.add_argument("--strategy", default="auto",
+                   choices=["auto", "default", "mirrored", "multi_worker"],
                    help="tf.distribute strategy: auto = MirroredStrategy over several local GPUs, "
                         "else none; multi_worker reads the cluster from TF_CONFIG, every worker "
                         "runs the same command (default: auto)")
