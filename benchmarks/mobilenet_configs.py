@@ -9,6 +9,7 @@ pipeline; the first epoch includes tracing, so the step time is taken from the s
 Usage:
     .venv/bin/python benchmarks/mobilenet_configs.py                     # speed, 60 steps each
     .venv/bin/python benchmarks/mobilenet_configs.py --full --configs 0.5,32,16
+    .venv/bin/python benchmarks/mobilenet_configs.py --configs 0.5,64,32 --threads 2,2
 Results are printed and appended to docs/mobilenet_configs.json. Run it alone: other jobs on the
 2 cores change the timings.
 """
@@ -51,7 +52,7 @@ def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="a
 
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=epochs, batch_size=batch_size,
                         fused_bn=fused_bn)
-    configure_for_hardware(recipe, threads=threads)
+    hardware = configure_for_hardware(recipe, threads=threads)
     model = kerascnn.build("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=alpha,
                            output_stride=None if stride == 32 else stride)
     train_data = pipeline_for(model, load("fashion_mnist", "train"), training=True,
@@ -71,11 +72,28 @@ def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="a
                     callbacks=[EpochTimer()], verbose=2 if full else 0)
     steps_done = len(train_data) if full else steps
     return {"alpha": alpha, "input_size": size, "output_stride": stride,
-            "batch_size": batch_size, "parameters": int(model.count_params()),
+            "batch_size": batch_size,
+            "threads": ("tensorflow default" if threads is None
+                        else "unchanged" if hardware["threads"] is None
+                        else ",".join(map(str, hardware["threads"]))),
+            "parameters": int(model.count_params()),
             "epochs": epochs, "steps_per_epoch": steps_done,
             "epoch_seconds": [round(s, 1) for s in seconds],
             "step_ms": round(1000 * seconds[-1] / steps_done, 1),
             "test_accuracy": [round(float(v), 4) for v in history.history.get("val_accuracy", [])]}
+
+
+def parse_threads(text: str):
+    """'cpu' (`cpu_threads()`), 'default' (TensorFlow's own) or 'inter,intra'."""
+    if text in ("cpu", "default"):
+        return None if text == "default" else "cpu"
+    try:
+        inter, intra = (int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--threads is 'cpu', 'default' or 'inter,intra' (e.g. 2,1). Received: {text!r}"
+        ) from None
+    return inter, intra
 
 
 def main(argv=None):
@@ -88,12 +106,18 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--full", action="store_true",
                         help="whole epochs with test accuracy after each")
+    parser.add_argument("--threads", type=parse_threads, default="cpu",
+                        help="TensorFlow thread counts: cpu (the default, cpu_threads()), "
+                             "default (TensorFlow's) or inter,intra. TensorFlow fixes them when it "
+                             "starts, so they apply to the first configuration of a run (the "
+                             "row's 'threads' says 'unchanged' after it): compare thread "
+                             "counts in separate runs")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     results = []
     for alpha, size, stride in args.configs:
         row = measure(alpha, size, stride, steps=args.steps, epochs=args.epochs,
-                      batch_size=args.batch_size, full=args.full)
+                      batch_size=args.batch_size, full=args.full, threads=args.threads)
         print(json.dumps(row), flush=True)
         results.append(row)
     DOCS.mkdir(exist_ok=True)

@@ -320,7 +320,9 @@ def _cmd_train(args) -> int:
     from kerascnn.data import load, pipeline_for
     from kerascnn.training import configure_for_hardware, get_recipe, get_strategy, train
 
-    overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "learning_rate")
+    overrides = {key: getattr(args, key)
+                 for key in ("epochs", "batch_size", "learning_rate", "weight_decay",
+                             "label_smoothing")
                  if getattr(args, key) is not None}
     recipe = get_recipe(args.recipe, **overrides)
     # Before the model is built: the dtype policy and thread counts apply from then on.
@@ -438,6 +440,7 @@ def _cmd_demo(args) -> int:
 
     fields = {f: getattr(args, f) for f in ("model", "data", "epochs", "qat_epochs", "input_size",
                                             "alpha", "output_stride", "batch_size",
+                                            "learning_rate", "label_smoothing",
                                             "steps_per_epoch",
                                             "qat_steps", "eval_samples", "out", "latency_runs",
                                             "seed")
@@ -504,6 +507,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="N")
     p.add_argument("--batch-size", type=int, metavar="N")
     p.add_argument("--learning-rate", type=float, metavar="LR")
+    p.add_argument("--weight-decay", type=float, metavar="WD")
+    p.add_argument("--label-smoothing", type=float, metavar="E")
     p.add_argument("--input-size", type=int, metavar="N",
                    help="square input (default: the data's size, at least the model's minimum)")
     p.add_argument("--classes", type=int, metavar="N", help="default: from the data source")
@@ -555,6 +560,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-stride", type=int, metavar="S", choices=[8, 16, 32],
                    help="last-feature stride for models that take one (16: 2x2 maps at 32x32)")
     p.add_argument("--batch-size", type=int, metavar="N")
+    p.add_argument("--learning-rate", type=float, metavar="LR",
+                   help="peak learning rate (default: the recipe's)")
+    p.add_argument("--label-smoothing", type=float, metavar="E",
+                   help="label smoothing of the float training (default: the recipe's)")
     p.add_argument("--steps-per-epoch", type=int, metavar="N",
                    help="batches per training epoch (default: all; small values for a smoke run)")
     p.add_argument("--qat-steps", type=int, metavar="N", help="batches per QAT epoch")

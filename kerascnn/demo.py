@@ -40,7 +40,9 @@ class DemoConfig:
             stride; 16 turns the last stride into a dilation, so a 32x32 input ends on 2x2 instead
             of 1x1 feature maps (None: the model's default of 32).
         batch_size: training batch size.
-        learning_rate: peak learning rate of the float training.
+        learning_rate: peak learning rate of the float training (None: the recipe's).
+        label_smoothing: cross-entropy label smoothing of the float training (None: the
+            recipe's, 0 for Fashion-MNIST).
         steps_per_epoch: batches per float epoch (None: the whole training set); for smoke runs.
         qat_steps: batches per QAT epoch (None: the whole training set); QAT from a trained
             model needs a fraction of an epoch.
@@ -60,6 +62,7 @@ class DemoConfig:
     output_stride: int | None = 16
     batch_size: int = 128
     learning_rate: float | None = None
+    label_smoothing: float | None = None
     steps_per_epoch: int | None = None
     qat_steps: int | None = 150
     eval_samples: int | None = None
@@ -126,8 +129,9 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     info = model_info(config.model)  # raises with did-you-mean for an unknown name
     recipe_name = "mobilenet_fashion_mnist" if config.data == DEFAULT_DATA else "default"
     overrides = {"epochs": config.epochs, "batch_size": config.batch_size}
-    if config.learning_rate is not None:
-        overrides["learning_rate"] = config.learning_rate
+    for name in ("learning_rate", "label_smoothing"):
+        if getattr(config, name) is not None:
+            overrides[name] = getattr(config, name)
     recipe = get_recipe(recipe_name, **overrides)
     configure_for_hardware(recipe, threads="cpu")
     train_source, test_source = load(config.data, "train"), load(config.data, "test")

@@ -49,6 +49,26 @@ def test_demo_config_rejects_bad_values(field, value):
         DemoConfig(**{field: value})
 
 
+def test_demo_label_smoothing_reaches_the_recipe(monkeypatch):
+    """--label-smoothing and --learning-rate override the data set's recipe for the float
+    training (the demo stops at the first training call here)."""
+    import kerascnn.training
+    from kerascnn.cli import main
+
+    seen = {}
+
+    def fake_train(model, train_data, test_data, recipe, **kwargs):
+        seen["recipe"] = recipe
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kerascnn.training, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        main(["demo", "--label-smoothing", "0.1", "--learning-rate", "0.05", "--alpha", "0.35",
+              "--eval-samples", "8"])
+    assert seen["recipe"].label_smoothing == 0.1 and seen["recipe"].learning_rate == 0.05
+    assert seen["recipe"].augment == ("flip",)  # the rest is the Fashion-MNIST recipe's
+
+
 def test_demo_cli_reports_bad_input():
     result = subprocess.run([sys.executable, "-m", "kerascnn", "demo", "--model", "mobilenet_v9"],
                             capture_output=True, text=True, timeout=300)

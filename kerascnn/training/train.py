@@ -5,7 +5,7 @@ What it adds to a plain `model.fit`:
   smoothing and BN momentum; auxiliary classifiers weighted by `recipe.aux_loss_weight`;
 - `out_dir` with `best.keras` and `last.keras` checkpoints, a `BackupAndRestore` backup so that a
   killed run resumes where it stopped (mid-epoch with `backup_every_steps`), TensorBoard logs,
-  `history.csv`, and `results.json` with the final evaluation;
+  `history.csv`, and `results.json` with the recipe and the final evaluation;
 - TerminateOnNaN, and "precise BN" after training: the BN statistics are re-estimated as the
   plain average over training batches, so inference mode sees the statistics of the final
   weights instead of a lagging moving average;
@@ -19,6 +19,7 @@ an ordinary Keras model afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -473,7 +474,7 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
                                 steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                 verbose=verbose)
-        results = {"epochs": recipe.epochs}
+        results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe)}
         if recipe.precise_bn_steps:
             with scope():
                 results["precise_bn_batches"] = precise_batchnorm(model, train_data,
