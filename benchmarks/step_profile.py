@@ -11,7 +11,8 @@ in the trace. After warm-up steps (the step time is taken over steps 10-40 of a
 fit call), `--steps` steps are traced with `tf.profiler` and the
 trace's op events are summed per op type over all of TensorFlow's compute threads. The table
 reports milliseconds of compute per step and the wall time per step; the threads' busy time over
-the wall time is the number of cores kept busy on average. Run it alone: other jobs on the cores change the timings.
+the wall time is the number of cores kept busy on average. Run it alone: other jobs on the
+cores change the timings.
 """
 
 from __future__ import annotations

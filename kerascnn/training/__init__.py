@@ -6,8 +6,10 @@ from kerascnn.training.fused_bn import fused_batchnorm
 from kerascnn.training.metrics import confusion_matrix, iou_per_class, mean_iou
 from kerascnn.training.recipe import RECIPES, Recipe, get_recipe
 from kerascnn.training.train import (AtomicCheckpoint, configure_for_hardware, get_strategy,
-                                     multi_worker_compat, precise_batchnorm, save_atomically, set_bn_momentum, train)
+                                     multi_worker_compat, precise_batchnorm, save_atomically,
+                                     set_bn_momentum, train)
 
 __all__ = ["AtomicCheckpoint", "RECIPES", "Recipe", "configure_for_hardware", "confusion_matrix",
-           "fused_batchnorm", "get_recipe", "get_strategy", "iou_per_class", "mean_iou", "multi_worker_compat",
-           "precise_batchnorm", "save_atomically", "set_bn_momentum", "train"]
+           "fused_batchnorm", "get_recipe", "get_strategy", "iou_per_class", "mean_iou",
+           "multi_worker_compat", "precise_batchnorm", "save_atomically", "set_bn_momentum",
+           "train"]
