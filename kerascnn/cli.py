@@ -445,6 +445,10 @@ def _cmd_demo(args) -> int:
                                             "qat_steps", "eval_samples", "out", "latency_runs",
                                             "seed")
               if getattr(args, f) is not None}
+    if args.time_budget is not None:
+        fields["time_budget"] = args.time_budget or None  # 0: no budget
+    elif args.epochs is not None:
+        fields["time_budget"] = None  # the epochs asked for, however long they take
     run_demo(DemoConfig(**fields))
     return 0
 
@@ -553,7 +557,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="NAME", help=f"registry name (default: {DEFAULT_MODEL})")
     p.add_argument("--data", metavar="SOURCE",
                    help="fashion_mnist (offline, default), tfds:NAME or an image folder")
-    p.add_argument("--epochs", type=int, metavar="N", help="float training epochs")
+    p.add_argument("--epochs", type=int, metavar="N",
+                   help="float training epochs (default: 10, or fewer if they would not fit the "
+                        "time budget; given explicitly, all N are trained unless --time-budget "
+                        "is given too)")
+    p.add_argument("--time-budget", type=float, metavar="MIN",
+                   help="minutes the whole job may take: the training step is timed first and "
+                        "the epochs cut to fit (default: 14 when --epochs is not given; 0: no "
+                        "budget)")
     p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT fine-tuning epochs (0: none)")
     p.add_argument("--input-size", type=int, metavar="N", help="square input size")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")

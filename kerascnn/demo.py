@@ -51,6 +51,11 @@ class DemoConfig:
         run_dir: training run directory (checkpoints, logs) or None for none.
         latency_runs: timed TFLite invocations per variant and thread count.
         seed: data-order and augmentation seed.
+        time_budget: minutes the whole job may take on this machine (None: no limit). Before
+            training, the demo times a few training steps on a copy of the model and, if
+            `epochs` would not fit, trains as many whole epochs as do (at least one), so that
+            the job keeps its promise on a slower machine at the cost of some accuracy
+            (`plan_epochs`). The default leaves a minute for start-up within 15 minutes.
     """
 
     model: str = DEFAULT_MODEL
@@ -70,6 +75,7 @@ class DemoConfig:
     run_dir: str | None = None
     latency_runs: int = 50
     seed: int = 0
+    time_budget: float | None = 14.0
 
     def __post_init__(self):
         positive = ("epochs", "input_size", "batch_size", "steps_per_epoch", "qat_steps",
@@ -82,6 +88,48 @@ class DemoConfig:
             low = 1 if name in positive else 0
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+        budget = self.time_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not budget > 0):
+            raise ValueError("`time_budget` must be a positive number of minutes or None. "
+                             f"Received: time_budget={budget!r}")
+
+
+# What the stages after the float training cost, in training steps of the same model (measured
+# on two 2-core machines whose step times differ 2x, docs/main_job.md "Time budget"): a QAT
+# step, tracing included, costs about 3.2 float steps, the export about 230-300 steps and the
+# float training's tracing, precise BN and final evaluation about 30-60. Forward-only
+# evaluation batches cost about a third of a training step. The values below round these up.
+QAT_STEP_COST = 3.5
+EXPORT_COST = 350
+TRAIN_OVERHEAD_COST = 100
+EVAL_BATCH_COST = 0.4
+
+
+def plan_epochs(budget_s: float, spent_s: float, step_s: float, *, epochs: int,
+                steps_per_epoch: int, eval_batches: int, qat_steps: int) -> dict:
+    """How many whole float epochs fit a time budget, given the measured seconds per step.
+
+    Args:
+        budget_s: seconds the whole job may take.
+        spent_s: seconds already spent (loading, building, timing the step).
+        step_s: seconds per float training step on this machine (`time_training_step`).
+        epochs: epochs asked for (the most the plan gives).
+        steps_per_epoch, eval_batches: training steps and test batches per epoch.
+        qat_steps: QAT fine-tuning steps in all (0: none).
+
+    Returns:
+        {"epochs": whole epochs that fit, at least 1 and at most `epochs`; "epoch_s",
+        "reserve_s" (QAT, export and fixed overheads), "estimate_s" (the whole job with that
+        many epochs); "fits": whether even that estimate is within the budget}.
+    """
+    epoch_s = step_s * (steps_per_epoch + EVAL_BATCH_COST * eval_batches)
+    reserve_s = step_s * (QAT_STEP_COST * qat_steps + EXPORT_COST + TRAIN_OVERHEAD_COST)
+    fit = int((budget_s - spent_s - reserve_s) // epoch_s) if epoch_s > 0 else epochs
+    chosen = max(1, min(epochs, fit))
+    estimate = spent_s + reserve_s + chosen * epoch_s
+    return {"epochs": chosen, "epoch_s": round(epoch_s, 1), "reserve_s": round(reserve_s, 1),
+            "estimate_s": round(estimate, 1), "fits": estimate <= budget_s}
 
 
 def _stage(index, total, text):
@@ -158,9 +206,14 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     test_data = pipeline_for(model, test_source, training=False, **pipe)
     out = Path(config.out or Path("export") / "bundles" / config.model)
     timings = {}
+    plan = None
+    if config.time_budget is not None and config.epochs > 1:
+        plan = _fit_to_budget(config, model, train_data, test_data, recipe, started)
+        if plan["epochs"] < recipe.epochs:
+            recipe = dataclasses.replace(recipe, epochs=plan["epochs"])
 
     _stage(1, 4, f"Training {config.model} ({model.count_params():,} parameters) at "
-                 f"{config.input_size}x{config.input_size} on {config.data} for {config.epochs} "
+                 f"{config.input_size}x{config.input_size} on {config.data} for {recipe.epochs} "
                  "epochs")
     t = time.perf_counter()
     history = train(model, train_data, test_data, recipe, out_dir=config.run_dir,
@@ -198,6 +251,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
                   "top1_agreement": entry.get("agreement", {}).get("top1_agreement"),
                   "latency_ms": entry.get("latency_ms", {})}
             for fmt, entry in report["tflite"].items()},
+        "epochs_trained": recipe.epochs, "time_plan": plan,
         "bundle": str(out), "timings": {k: round(v, 1) for k, v in timings.items()},
         "backend": keras.backend.backend(),
     }
@@ -205,6 +259,32 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     _stage(4, 4, "Result")
     print(format_summary(summary), flush=True)
     return summary
+
+
+def _fit_to_budget(config, model, train_data, test_data, recipe, started) -> dict:
+    """Times the training step on this machine and plans the epochs that fit the budget."""
+    from kerascnn.training import time_training_step
+    from kerascnn.training.train import _count_steps
+
+    print(f"Timing the training step on this machine for the {config.time_budget:g}-minute "
+          "budget (--time-budget) ...", flush=True)
+    step_s = time_training_step(model, train_data, recipe)
+    steps_per_epoch = config.steps_per_epoch or _count_steps(train_data)
+    qat_steps = config.qat_epochs * (config.qat_steps or steps_per_epoch)
+    plan = plan_epochs(60 * config.time_budget, time.perf_counter() - started, step_s,
+                       epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                       eval_batches=_count_steps(test_data), qat_steps=qat_steps)
+    plan.update(step_ms=round(1000 * step_s, 1), budget_s=60 * config.time_budget,
+                epochs_asked=config.epochs)
+    if plan["epochs"] < config.epochs:
+        print(f"{1000 * step_s:.0f} ms per training step here: {config.epochs} epochs would not "
+              f"fit {config.time_budget:g} minutes, training {plan['epochs']} (about "
+              f"{plan['estimate_s'] / 60:.1f} minutes in all). --time-budget 0 trains all "
+              f"{config.epochs}.", flush=True)
+    if not plan["fits"]:
+        print(f"Warning: even one epoch is estimated at {plan['estimate_s'] / 60:.1f} minutes, "
+              f"over the {config.time_budget:g}-minute budget.", flush=True)
+    return plan
 
 
 def format_summary(summary: dict) -> str:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from kerascnn.demo import FORMATS, DemoConfig, format_summary, run_demo
+from kerascnn.demo import FORMATS, DemoConfig, format_summary, plan_epochs, run_demo
 from kerascnn.export.bundle import FILES
 from kerascnn.quantization.checks import integer_report
 
@@ -14,11 +14,20 @@ pytestmark = pytest.mark.xdist_group("demo")
 
 
 def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
+    """The whole job in a few steps. Its time budget (0.01 minutes) is too small for the two
+    epochs asked for, so the demo times the step, trains one epoch and says so."""
     out = tmp_path / "bundle"
-    summary = run_demo(DemoConfig(epochs=1, steps_per_epoch=2, qat_steps=2, alpha=0.35,
-                                  batch_size=32, eval_samples=64, latency_runs=2, out=str(out)),
+    summary = run_demo(DemoConfig(epochs=2, steps_per_epoch=2, qat_steps=2, alpha=0.35,
+                                  batch_size=32, eval_samples=64, latency_runs=2, out=str(out),
+                                  time_budget=0.01),
                        verbose=0)
     printed = capsys.readouterr().out
+    plan = summary["time_plan"]
+    assert summary["epochs_trained"] == plan["epochs"] == 1 and plan["epochs_asked"] == 2
+    assert plan["step_ms"] > 0 and plan["fits"] is False
+    assert "2 epochs would not fit 0.01 minutes, training 1" in printed
+    assert "Warning: even one epoch" in printed
+    assert "for 1 epochs" in printed
     for stage in ("[1/4] Training mobilenet_v2", "[2/4] Quantization-aware", "[3/4] Exporting",
                   "[4/4] Result"):
         assert stage in printed
@@ -43,10 +52,41 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("qat_epochs", -1),
-                                          ("eval_samples", 0)])
+                                          ("eval_samples", 0), ("time_budget", 0),
+                                          ("time_budget", -2.5), ("time_budget", "14")])
 def test_demo_config_rejects_bad_values(field, value):
-    with pytest.raises(ValueError, match=f"Received: {field}={value}"):
+    with pytest.raises(ValueError, match=f"Received: {field}={value!r}"):
         DemoConfig(**{field: value})
+
+
+def test_plan_epochs_fits_the_budget():
+    """The plan for the default job (468 steps and 79 test batches per epoch, 150 QAT steps,
+    14 minutes) on the two machines measured in docs/main_job.md."""
+    job = dict(epochs=10, steps_per_epoch=468, eval_batches=79, qat_steps=150)
+    fast = plan_epochs(840, 20, 0.088, **job)  # the machine of the fourth session
+    assert fast["epochs"] == 10 and fast["fits"]
+    slow = plan_epochs(840, 35, 0.170, **job)  # this session's: 10 epochs took 15 min 53 s
+    assert slow["epochs"] == 7 and slow["fits"] and slow["estimate_s"] <= 840
+    assert plan_epochs(840, 35, 0.170, **{**job, "epochs": 5})["epochs"] == 5  # never more
+    hopeless = plan_epochs(60, 30, 1.0, **job)
+    assert hopeless["epochs"] == 1 and not hopeless["fits"]
+    # One more epoch than planned would not have fitted.
+    assert slow["estimate_s"] + slow["epoch_s"] > 840
+
+
+def test_demo_cli_time_budget(monkeypatch):
+    """--time-budget MIN sets the budget, 0 turns it off; an explicit --epochs trains all of
+    them unless --time-budget is given too; the default is DemoConfig's 14 minutes."""
+    import kerascnn.demo
+    from kerascnn.cli import main
+
+    seen = []
+    monkeypatch.setattr(kerascnn.demo, "run_demo", lambda config: seen.append(config))
+    for argv in ([], ["--time-budget", "5"], ["--time-budget", "0"], ["--epochs", "30"],
+                 ["--epochs", "30", "--time-budget", "20"]):
+        assert main(["demo", *argv]) == 0
+    assert [c.time_budget for c in seen] == [14.0, 5.0, None, None, 20.0]
+    assert seen[3].epochs == 30
 
 
 def test_demo_label_smoothing_reaches_the_recipe(monkeypatch):
@@ -64,7 +104,7 @@ def test_demo_label_smoothing_reaches_the_recipe(monkeypatch):
     monkeypatch.setattr(kerascnn.training, "train", fake_train)
     with pytest.raises(KeyboardInterrupt):
         main(["demo", "--label-smoothing", "0.1", "--learning-rate", "0.05", "--alpha", "0.35",
-              "--eval-samples", "8"])
+              "--eval-samples", "8", "--time-budget", "0"])
     assert seen["recipe"].label_smoothing == 0.1 and seen["recipe"].learning_rate == 0.05
     assert seen["recipe"].augment == ("flip",)  # the rest is the Fashion-MNIST recipe's
 

@@ -19,7 +19,7 @@ import keras
 import kerascnn
 from kerascnn.data import load_fashion_mnist
 from kerascnn.training import (Recipe, get_recipe, multi_worker_compat, precise_batchnorm,
-                               set_bn_momentum, train)
+                               set_bn_momentum, time_training_step, train)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "train_tiny.py"
@@ -54,6 +54,30 @@ def test_precise_batchnorm_averages_batch_statistics():
     assert used == 3 and bn.momentum == 0.999  # restored
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.full(4, 13.5), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.full(4, np.var(np.arange(8))), rtol=1e-4)
+
+
+def test_time_training_step_measures_a_copy():
+    """The step timer trains a copy: the model's weights, BN statistics and compile state stay
+    as they were; a bigger batch takes longer per step; bad step counts are rejected."""
+    model = kerascnn.build("lenet5", input_shape=(32, 32, 1), classes=10)
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (512, 32, 32, 1)).astype("float32")
+    labels = rng.integers(0, 10, 512)
+
+    def data(batch):
+        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch)
+
+    small = time_training_step(model, data(8), "cifar_resnet", steps=10, warmup_steps=3)
+    large = time_training_step(model, data(256), "cifar_resnet", steps=10, warmup_steps=3)
+    assert 0 < small < large < 10
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert not model.compiled
+    for name, value in (("steps", 0), ("warmup_steps", 0), ("steps", 2.5)):
+        with pytest.raises(ValueError, match=f"Received: {name}={value}"):
+            time_training_step(model, data(8), steps=value if name == "steps" else 5,
+                               warmup_steps=value if name == "warmup_steps" else 1)
 
 
 def _bn_net(momentum=0.5):

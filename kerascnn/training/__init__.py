@@ -7,9 +7,9 @@ from kerascnn.training.metrics import confusion_matrix, iou_per_class, mean_iou
 from kerascnn.training.recipe import RECIPES, Recipe, get_recipe
 from kerascnn.training.train import (AtomicCheckpoint, configure_for_hardware, get_strategy,
                                      multi_worker_compat, precise_batchnorm, save_atomically,
-                                     set_bn_momentum, train)
+                                     set_bn_momentum, time_training_step, train)
 
 __all__ = ["AtomicCheckpoint", "RECIPES", "Recipe", "configure_for_hardware", "confusion_matrix",
            "fused_batchnorm", "get_recipe", "get_strategy", "iou_per_class", "mean_iou",
            "multi_worker_compat", "precise_batchnorm", "save_atomically", "set_bn_momentum",
-           "train"]
+           "time_training_step", "train"]

@@ -488,3 +488,39 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     history.results = results
     return history
 
+
+
+def time_training_step(model, train_data, recipe: Recipe | str = "default", *, steps: int = 20,
+                       warmup_steps: int = 5) -> float:
+    """Seconds per training step of `model` on `train_data` with `recipe`, on this machine.
+
+    Trains a copy of the model (`keras.models.clone_model`: same architecture, fresh weights)
+    for `warmup_steps + steps` steps with `train` and times the last `steps` from a batch
+    callback, so that tracing and the start of `fit` are left out. The model itself is not
+    touched. Use it to size a run to a time budget (`kerascnn demo --time-budget`).
+
+    Raises:
+        ValueError: `steps` < 1 or `warmup_steps` < 1 (the first step includes tracing).
+    """
+    import time
+
+    for name, value in (("steps", steps), ("warmup_steps", warmup_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+    recipe = dataclasses.replace(get_recipe(recipe), epochs=1, precise_bn_steps=0)
+    copy = keras.models.clone_model(model)
+    marks = {}
+
+    class _Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == warmup_steps:
+                marks["start"] = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == warmup_steps + steps - 1:
+                marks["end"] = time.perf_counter()
+
+    # Repeated, so that a short data set does not run out within the timed steps.
+    train(copy, train_data.repeat(), None, recipe, steps_per_epoch=warmup_steps + steps,
+          callbacks=[_Timer()], verbose=0)
+    return (marks["end"] - marks["start"]) / steps
