@@ -214,7 +214,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
 
     _stage(1, 4, f"Training {config.model} ({model.count_params():,} parameters) at "
                  f"{config.input_size}x{config.input_size} on {config.data} for {recipe.epochs} "
-                 "epochs")
+                 f"epoch{'s' if recipe.epochs != 1 else ''}")
     t = time.perf_counter()
     history = train(model, train_data, test_data, recipe, out_dir=config.run_dir,
                     steps_per_epoch=config.steps_per_epoch, verbose=verbose)
@@ -309,4 +309,9 @@ def format_summary(summary: dict) -> str:
               f"Time: training {t['train_s']:.0f} s, QAT {t['qat_s']:.0f} s, export "
               f"{t['export_s']:.0f} s, total {t['total_s']:.0f} s.",
               f"Bundle: {summary['bundle']} (copy it to android_demo/app/src/main/assets/bundle/)"]
+    plan = summary.get("time_plan")
+    if plan and summary.get("epochs_trained", plan["epochs_asked"]) < plan["epochs_asked"]:
+        lines.insert(-1, f"Epochs: {summary['epochs_trained']} of {plan['epochs_asked']}, to fit "
+                         f"the {plan['budget_s'] / 60:g}-minute budget at {plan['step_ms']:.0f} ms "
+                         "per training step (--time-budget 0 trains them all).")
     return "\n".join(lines)

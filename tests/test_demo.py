@@ -27,7 +27,8 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
     assert plan["step_ms"] > 0 and plan["fits"] is False
     assert "2 epochs would not fit 0.01 minutes, training 1" in printed
     assert "Warning: even one epoch" in printed
-    assert "for 1 epochs" in printed
+    assert "for 1 epoch\n" in printed
+    assert "Epochs: 1 of 2, to fit the 0.01-minute budget" in format_summary(summary)
     for stage in ("[1/4] Training mobilenet_v2", "[2/4] Quantization-aware", "[3/4] Exporting",
                   "[4/4] Result"):
         assert stage in printed

@@ -473,7 +473,8 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                                  "this model has none. Use fused_bn='auto' or False.")
             history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
                                 steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
-                                verbose=verbose)
+                                verbose=verbose,
+                                shuffle=False)  # the pipeline shuffles; Keras warns otherwise
         results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe)}
         if recipe.precise_bn_steps:
             with scope():
