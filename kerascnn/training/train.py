@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -490,7 +491,6 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     return history
 
 
-
 def time_training_step(model, train_data, recipe: Recipe | str = "default", *, steps: int = 20,
                        warmup_steps: int = 5) -> float:
     """Seconds per training step of `model` on `train_data` with `recipe`, on this machine.
@@ -503,13 +503,13 @@ def time_training_step(model, train_data, recipe: Recipe | str = "default", *, s
     Raises:
         ValueError: `steps` < 1 or `warmup_steps` < 1 (the first step includes tracing).
     """
-    import time
-
     for name, value in (("steps", steps), ("warmup_steps", warmup_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
     recipe = dataclasses.replace(get_recipe(recipe), epochs=1, precise_bn_steps=0)
-    copy = keras.models.clone_model(model)
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        copy = keras.models.clone_model(model)
     marks = {}
 
     class _Timer(keras.callbacks.Callback):
