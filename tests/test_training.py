@@ -57,8 +57,8 @@ def test_precise_batchnorm_averages_batch_statistics():
 
 
 def test_time_training_step_measures_a_copy():
-    """The step timer trains a copy: the model's weights, BN statistics and compile state stay
-    as they were; a bigger batch takes longer per step; bad step counts are rejected."""
+    """The step timer trains a copy: the model's weights and compile state stay as they were;
+    a bigger batch takes longer per step; bad step counts are rejected."""
     model = kerascnn.build("lenet5", input_shape=(32, 32, 1), classes=10)
     before = [w.copy() for w in model.get_weights()]
     rng = np.random.default_rng(0)
