@@ -1,9 +1,11 @@
 """Segmentation models trained on the offline Fashion-MNIST scenes, then exported to float TFLite.
 
-For each model: build it from the registry (MobileNetV2 backbone, width `--alpha`, 11 classes, no
-pretrained weights since this machine has none), train it with `kerascnn.training.train` on
-`fashion_mnist_scenes("train")` through `make_segmentation_pipeline` (flip + mild scale jitter),
-evaluate mean IoU on scenes made from the Fashion-MNIST *test* split, convert it to a float32
+For each model: build it from the registry (MobileNetV2 backbone, width `--alpha`, 11 classes;
+this machine has no ImageNet weights, so with `--pretrain-epochs N` the backbone starts from a
+MobileNetV2 classifier trained here for N epochs on the Fashion-MNIST train split at 32x32,
+copied in with `kerascnn.models.segmentation.transfer_backbone`; otherwise from scratch), train
+it with `kerascnn.training.train` on `fashion_mnist_scenes("train")` through
+`make_segmentation_pipeline` (flip + mild scale jitter), evaluate mean IoU on scenes made from the Fashion-MNIST *test* split, convert it to a float32
 TFLite model (`kerascnn.export.to_tflite`, batch 1) and run that on the same test scenes: the
 largest absolute difference of the softmax outputs and the mean IoU of the TFLite predictions
 (`kerascnn.training.mean_iou`) say whether the export is faithful.
@@ -11,6 +13,8 @@ largest absolute difference of the softmax outputs and the mean IoU of the TFLit
 Usage:
     PYTHONPATH=. python benchmarks/segmentation.py            # writes docs/segmentation.md
     PYTHONPATH=. python benchmarks/segmentation.py --quick    # a smoke run, prints only
+    PYTHONPATH=. python benchmarks/segmentation.py --pretrain-epochs 6 \
+        --doc docs/segmentation_pretrained.md                 # backbones from a classifier
 """
 
 from __future__ import annotations
@@ -46,7 +50,32 @@ def _load_average() -> str:
         return "n/a"
 
 
-def run_model(name, args, train_data, test_inputs, test_masks, num_classes):
+def pretrain_classifier(args):
+    """The stand-in for ImageNet weights: MobileNetV2 (width `args.alpha`, output stride 32) trained
+    as a Fashion-MNIST classifier at 32x32 with the main job's recipe; returns (model, test
+    accuracy, seconds). The scenes' test items come from the test split, which it never sees."""
+    import keras
+
+    import kerascnn
+    from kerascnn.data import load, load_fashion_mnist, pipeline_for, to_model_input
+    from kerascnn.training import get_recipe, train
+
+    keras.utils.set_random_seed(args.seed)
+    shape = (32, 32, 3)
+    model = kerascnn.build("mobilenet_v2", input_shape=shape, classes=10, alpha=args.alpha)
+    recipe = get_recipe("mobilenet_fashion_mnist", epochs=args.pretrain_epochs)
+    train_data = pipeline_for(model, load("fashion_mnist", "train"), training=True,
+                              augment=recipe.augment, batch_size=recipe.batch_size, seed=args.seed)
+    start = time.perf_counter()
+    train(model, train_data, None, recipe, verbose=2 if args.verbose else 0)
+    seconds = time.perf_counter() - start
+    images, labels = load_fashion_mnist("test")
+    inputs = to_model_input(images, shape, kerascnn.model_info("mobilenet_v2").preprocessing)
+    accuracy = float((model.predict(inputs, batch_size=256, verbose=0).argmax(-1) == labels).mean())
+    return model, accuracy, seconds
+
+
+def run_model(name, args, train_data, test_inputs, test_masks, num_classes, classifier=None):
     """Trains, evaluates and exports one model; returns a row of results."""
     import keras
     import numpy as np
@@ -54,12 +83,14 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes):
     import kerascnn
     from kerascnn.data import make_segmentation_pipeline, to_model_input
     from kerascnn.export import TFLiteModel, to_tflite
+    from kerascnn.models.segmentation import transfer_backbone
     from kerascnn.training import get_recipe, iou_per_class, mean_iou, train
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.image_size, args.image_size, 3)
     model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
                            **MODEL_KWARGS.get(name, {}))
+    copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
     info = kerascnn.model_info(name)
     pipeline = make_segmentation_pipeline(
         train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
@@ -87,6 +118,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes):
         "model": name,
         "kwargs": MODEL_KWARGS.get(name, {}),
         "params": int(model.count_params()),
+        "copied_layers": copied,
         "train_s": train_s,
         "final_loss": float(history.history["loss"][-1]),
         "train_miou": float(history.history["mean_iou"][-1]),
@@ -102,14 +134,15 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes):
     }
 
 
-def write_doc(path, rows, args, command, minutes, load_before, load_after):
+def write_doc(path, rows, args, command, minutes, load_before, load_after, pretrain=None):
     import keras
     import tensorflow as tf
 
     from kerascnn.data import SCENE_CLASSES
 
     lines = [
-        "# Segmentation on offline Fashion-MNIST scenes",
+        "# Segmentation on offline Fashion-MNIST scenes"
+        + ("" if pretrain is None else ", backbones from a classifier"),
         "",
         f"Command: `{command}` ({minutes:.1f} minutes here).",
         "",
@@ -121,10 +154,16 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after):
         "Fashion-MNIST classes). "
         "Grayscale scenes are repeated to RGB by the pipeline.",
         "",
-        f"Training: `kerascnn.training.train` from scratch (no pretrained weights), MobileNetV2 "
-        f"backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with warm-up and cosine "
-        f"decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} epochs, BN momentum 0.9 "
-        f"and precise BN, augmentation flip + random scale {args.scale_range[0]}-"
+        "Training: `kerascnn.training.train`, " + (
+            "from scratch (no pretrained weights)" if pretrain is None else
+            f"the backbone initialised from a MobileNetV2 classifier (same width, output stride "
+            f"32) trained here for {args.pretrain_epochs} epochs on the Fashion-MNIST train split "
+            f"at 32x32 with the main job's recipe ({pretrain['seconds'] / 60:.1f} min, "
+            f"{100 * pretrain['accuracy']:.2f} % test accuracy; the stand-in for ImageNet "
+            "weights, copied with `kerascnn.models.segmentation.transfer_backbone`)") +
+        f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
+        f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} "
+        f"epochs, BN momentum 0.9 and precise BN, augmentation flip + random scale {args.scale_range[0]}-"
         f"{args.scale_range[1]} (`make_segmentation_pipeline`).",
         "",
         "Evaluation: mean IoU over the test scenes (`kerascnn.training.mean_iou`, the definition "
@@ -145,7 +184,10 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after):
             f"{r['tflite_ms']:.2f} ms |")
     met = [r["model"] for r in rows if r["keras_miou"] >= TARGET_MIOU and r["train_s"] <= TARGET_S]
     lines += ["", f"Target: mean IoU >= {TARGET_MIOU} on the test scenes after at most "
-              f"{TARGET_S // 60} minutes of training per model. Met by: "
+              f"{TARGET_S // 60} minutes of training per model"
+              + ("" if pretrain is None else
+                 f" (plus the classifier's {pretrain['seconds'] / 60:.1f} min, shared)")
+              + ". Met by: "
               f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}."]
     lines += ["", "IoU per class on the test scenes (Keras model):", "",
               "| class | " + " | ".join(f"`{r['model']}`" for r in rows) + " |",
@@ -159,6 +201,10 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after):
         f"{platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}. "
         f"Load average (1, 5, 15 min) before {load_before}, after {load_after}; train times "
         "depend on that load.",
+        "",
+        "The same benchmark with and without a classifier-pretrained backbone: "
+        "[segmentation.md](segmentation.md) (from scratch) and "
+        "[segmentation_pretrained.md](segmentation_pretrained.md) (`--pretrain-epochs`).",
         "",
         "More scenes, more epochs, a wider or a classifier-pretrained backbone, screened on a lent",
         "GPU: [recipe_search.md](recipe_search.md) (best: U-Net, 16,000 scenes, 20 epochs, mean IoU",
@@ -183,14 +229,20 @@ def main(argv=None):
     parser.add_argument("--items-per-scene", type=int, nargs=2, default=(1, 3))
     parser.add_argument("--item-scale", type=float, nargs=2, default=(1.0, 1.5),
                         help="scale range of the items pasted into the scenes")
+    parser.add_argument("--pretrain-epochs", type=int, default=0,
+                        help="first train a MobileNetV2 classifier for this many epochs and start "
+                             "every backbone from it (0: from scratch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run; writes no doc")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--doc", default=str(DOC), help="where to write the Markdown table")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.pretrain_epochs < 0:
+        parser.error(f"--pretrain-epochs must be >= 0. Received: {args.pretrain_epochs}")
     if args.quick:
         args.train_scenes, args.test_scenes, args.epochs = 256, 64, 1
+        args.pretrain_epochs = min(args.pretrain_epochs, 1)
 
     import kerascnn
     from kerascnn.data import SCENE_CLASSES, fashion_mnist_scenes, generate_fashion_mnist_scenes
@@ -215,16 +267,22 @@ def main(argv=None):
     train_data = fashion_mnist_scenes("train", args.train_scenes, seed=args.seed, **scenes)
     test_inputs, test_masks = generate_fashion_mnist_scenes("test", args.test_scenes,
                                                             seed=args.seed + 1, **scenes)
+    classifier, pretrain = None, None
+    if args.pretrain_epochs:
+        classifier, accuracy, seconds = pretrain_classifier(args)
+        pretrain = {"accuracy": accuracy, "seconds": seconds}
+        print(json.dumps({"pretrained_classifier": pretrain}), flush=True)
     rows = []
     for name in args.models:
-        row = run_model(name, args, train_data, test_inputs, test_masks, len(SCENE_CLASSES))
+        row = run_model(name, args, train_data, test_inputs, test_masks, len(SCENE_CLASSES),
+                        classifier)
         print(json.dumps({k: v for k, v in row.items() if k != "iou_per_class"}), flush=True)
         rows.append(row)
     minutes = (time.perf_counter() - start) / 60
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     if not args.quick:
-        write_doc(args.doc, rows, args, command, minutes, load_before, _load_average())
+        write_doc(args.doc, rows, args, command, minutes, load_before, _load_average(), pretrain)
         print(f"wrote {args.doc}")
 
 

@@ -18,6 +18,7 @@ import kerascnn
 from keras import layers
 from kerascnn.blocks.upsample import BilinearUpsampling, apply_upsample_block, bilinear_kernel
 from kerascnn.export import TFLiteModel, tflite_ops, to_tflite
+from kerascnn.models.segmentation import transfer_backbone
 from kerascnn.models.segmentation.common import nearest_multiples
 from kerascnn.models.segmentation.fcn import convolutionalize_vgg16
 
@@ -422,3 +423,57 @@ def test_input_tensor_and_mixed_precision():
             assert keras.ops.convert_to_numpy(model(images(1, 64))).dtype == np.float32
     finally:
         keras.config.set_dtype_policy(policy)
+
+
+def _randomize_batch_norm(model, seed=0):
+    """Non-trivial BN statistics, so that a transfer that skipped them would show."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32")
+                               for w in layer.get_weights()])
+
+
+def test_transfer_backbone_makes_the_encoder_compute_the_classifiers_features():
+    """After the transfer the U-Net's encoder computes what the classifier computes (batch-norm
+    statistics included), the decoder and the classifier's head are left alone, and a classifier
+    trained at another input size transfers the same way."""
+    classifier = kerascnn.build("mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35, classes=10)
+    _randomize_batch_norm(classifier)
+    model = kerascnn.build("unet_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35, classes=11)
+    decoder_before = model.get_layer("logits_conv").get_weights()
+    copied = transfer_backbone(classifier, model)
+    assert {"stem_conv", "stage7_block1_project_bn"} <= set(copied)
+    assert "predictions" not in copied
+    assert not any(name.startswith(("decoder", "logits")) for name in copied)
+    for before, after in zip(decoder_before, model.get_layer("logits_conv").get_weights()):
+        np.testing.assert_array_equal(before, after)
+    x = images(2, 64)
+    tap = "stage6_block1_expand_relu6"  # the stride-16 expansion
+    want = keras.Model(classifier.input, classifier.get_layer(tap).output)(x)
+    got = keras.Model(model.input, model.get_layer(tap).output)(x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(want),
+                               atol=1e-5)
+
+    small_classifier = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35,
+                                      classes=10)
+    assert transfer_backbone(small_classifier, model) == copied
+    for a, b in zip(model.get_layer("stage3_block2_project_conv").get_weights(),
+                    small_classifier.get_layer("stage3_block2_project_conv").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_transfer_backbone_rejects_what_does_not_fit():
+    model = kerascnn.build("unet_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35, classes=3)
+    wider = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.5, classes=10)
+    with pytest.raises(ValueError, match=r"other shapes.*skip_mismatch"):
+        transfer_backbone(wider, model)
+    full = transfer_backbone(
+        kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35, classes=10), model)
+    partial = transfer_backbone(wider, model, skip_mismatch=True)
+    assert 0 < len(partial) < len(full)  # e.g. the first block's 16 channels at both widths
+    with pytest.raises(ValueError, match="No layer of 'lenet5'"):
+        transfer_backbone(kerascnn.build("lenet5"), model)
+    with pytest.raises(TypeError, match="`classifier` must be a keras.Model. Received: classifier "
+                                        "of type str"):
+        transfer_backbone("mobilenet_v2", model)

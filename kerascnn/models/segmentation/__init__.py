@@ -7,3 +7,6 @@ them with their sizes and costs.
 """
 
 from kerascnn.models.segmentation import deeplab, fcn, unet  # noqa: F401
+from kerascnn.models.segmentation.common import transfer_backbone
+
+__all__ = ["transfer_backbone"]

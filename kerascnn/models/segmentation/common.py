@@ -127,3 +127,69 @@ def finish_segmentation_model(*, inputs, outputs, name, weights) -> keras.Model:
     if weights is not None and weights != "imagenet":
         model.load_weights(os.fspath(weights))
     return model
+
+
+def transfer_backbone(classifier: keras.Model, model: keras.Model, *,
+                      skip_mismatch: bool = False) -> list:
+    """Initialises a segmentation model's backbone from a trained classifier of the same family.
+
+    The backbone of a segmentation model keeps the layer names of the registered classifier it is
+    built from (`build_backbone`), so the weights are matched by layer name: every layer of
+    `model` that has weights and whose name is also a layer of `classifier` gets that layer's
+    weights, batch-norm statistics included. The classifier's head (its `predictions` layer and
+    anything else the segmentation model lacks) is left out. This is how a backbone trained on
+    your own classification data, at any input size, starts a segmentation model, in the way
+    ImageNet weights do (`weights="imagenet"`) when they exist; docs/segmentation.md measures it.
+
+    Args:
+        classifier: a Keras model built from the same registry family with the same width
+            options (e.g. `kerascnn.build("mobilenet_v2", alpha=0.35, classes=10)`), trained.
+        model: the segmentation model to write, e.g.
+            `kerascnn.build("unet_mobilenet_v2", alpha=0.35, classes=11)`.
+        skip_mismatch: leave layers whose weight shapes differ as they are instead of raising.
+
+    Returns:
+        The names of the layers whose weights were copied, in `model`'s order.
+
+    Raises:
+        TypeError: an argument that is not a Keras model.
+        ValueError: no layer name in common, or a layer whose weight shapes differ (e.g. another
+            `alpha`) unless `skip_mismatch`; the message names the layer and both shapes.
+
+    Example:
+        >>> classifier = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35,
+        ...                             classes=10)
+        >>> # ... train the classifier ...
+        >>> seg = kerascnn.build("unet_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35,
+        ...                      classes=11)
+        >>> copied = transfer_backbone(classifier, seg)
+    """
+    for arg, value in (("classifier", classifier), ("model", model)):
+        if not isinstance(value, keras.Model):
+            raise TypeError(f"`{arg}` must be a keras.Model. Received: {arg} of type "
+                            f"{type(value).__name__}")
+    source = {layer.name: layer for layer in classifier.layers if layer.weights}
+    pairs, mismatched = [], []
+    for layer in model.layers:
+        other = source.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        shapes = [tuple(w.shape) for w in layer.weights]
+        other_shapes = [tuple(w.shape) for w in other.weights]
+        if shapes == other_shapes:
+            pairs.append((layer, other))
+        else:
+            mismatched.append(f"{layer.name}: {other_shapes} in {classifier.name!r} vs {shapes} "
+                              f"in {model.name!r}")
+    if mismatched and not skip_mismatch:
+        raise ValueError(f"{len(mismatched)} layer(s) of the same name have weights of other "
+                         f"shapes (another width or family?), first: {mismatched[0]}. Pass "
+                         "skip_mismatch=True to copy only the layers that match.")
+    if not pairs:
+        raise ValueError(f"No layer of {classifier.name!r} with weights has a counterpart of the "
+                         f"same name and shapes in {model.name!r}: build both from the same "
+                         "registry family (e.g. mobilenet_v2 and unet_mobilenet_v2) with the "
+                         "same width options.")
+    for layer, other in pairs:
+        layer.set_weights(other.get_weights())
+    return [layer.name for layer, _ in pairs]
