@@ -139,7 +139,8 @@ def transfer_backbone(classifier: keras.Model, model: keras.Model, *,
     weights, batch-norm statistics included. The classifier's head (its `predictions` layer and
     anything else the segmentation model lacks) is left out. This is how a backbone trained on
     your own classification data, at any input size, starts a segmentation model, in the way
-    ImageNet weights do (`weights="imagenet"`) when they exist; docs/segmentation.md measures it.
+    ImageNet weights do (`weights="imagenet"`) when they exist; docs/segmentation_pretrained.md
+    measures it against docs/segmentation.md.
 
     Args:
         classifier: a Keras model built from the same registry family with the same width
