@@ -264,11 +264,12 @@ def _note(progress, line):
 
 def _pretrained_backbone(keras, model, variant, data_dir, fill):
     """Trains `variant.model`'s backbone (mobilenet_v2 of the same width) as a Fashion-MNIST
-    classifier at 32x32 for `variant.pretrain_epochs` and copies its weights into `model`
-    wherever a layer of the same name and weight shapes exists; returns how many were copied.
+    classifier at 32x32 for `variant.pretrain_epochs` and copies its weights into `model` with
+    `transfer_backbone` (same width, so every backbone layer matches); returns how many were copied.
     The stand-in for ImageNet weights: the scenes are made of the same items."""
     import kerascnn
     from kerascnn.data import load_fashion_mnist, to_model_input
+    from kerascnn.models.segmentation import transfer_backbone
 
     backbone = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), classes=10,
                               alpha=variant.alpha)
@@ -280,15 +281,7 @@ def _pretrained_backbone(keras, model, variant, data_dir, fill):
     batches = _batches(keras, x, y.astype(np.int32), plan, plan.seed, False, fill)
     _compile(keras, backbone, plan, len(batches), keras.losses.CategoricalCrossentropy())
     backbone.fit(batches, epochs=plan.epochs, verbose=0)
-    source = {layer.name: layer for layer in backbone.layers}
-    copied = 0
-    for layer in model.layers:
-        other = source.get(layer.name)
-        if (other is not None and layer.weights
-                and [w.shape for w in layer.weights] == [w.shape for w in other.weights]):
-            layer.set_weights(other.get_weights())
-            copied += 1
-    return copied
+    return len(transfer_backbone(backbone, model))
 
 
 def run_variant(task: str, name: str, data_dir: str | None, progress: str | None = None) -> dict:

@@ -5,7 +5,8 @@ this machine has no ImageNet weights, so with `--pretrain-epochs N` the backbone
 MobileNetV2 classifier trained here for N epochs on the Fashion-MNIST train split at 32x32,
 copied in with `kerascnn.models.segmentation.transfer_backbone`; otherwise from scratch), train
 it with `kerascnn.training.train` on `fashion_mnist_scenes("train")` through
-`make_segmentation_pipeline` (flip + mild scale jitter), evaluate mean IoU on scenes made from the Fashion-MNIST *test* split, convert it to a float32
+`make_segmentation_pipeline` (flip + mild scale jitter), evaluate mean IoU on scenes made from
+the Fashion-MNIST *test* split, convert it to a float32
 TFLite model (`kerascnn.export.to_tflite`, batch 1) and run that on the same test scenes: the
 largest absolute difference of the softmax outputs and the mean IoU of the TFLite predictions
 (`kerascnn.training.mean_iou`) say whether the export is faithful.
