@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "segmentation.md"
 MODELS = ("unet_mobilenet_v2", "deeplabv3_plus_mobilenet_v2")
-TARGET_MIOU, TARGET_S = 0.7, 600
+TARGET_MIOU = 0.7
 # DeepLabv3+ with the paper's atrous *separable* convolutions in ASPP (Chen et al., 2018, sec. 3.2).
 # Dense 3x3 convolutions with rates 6/12/18 on the 4x4 map of a 64x64 input trained about 6x
 # slower here (6 vs 37 images/s): TensorFlow runs dilated convolutions through SpaceToBatch,
@@ -52,27 +52,68 @@ def _load_average() -> str:
 
 
 def pretrain_classifier(args):
-    """The stand-in for ImageNet weights: MobileNetV2 (width `args.alpha`, output stride 32) trained
-    as a Fashion-MNIST classifier at 32x32 with the main job's recipe; returns (model, test
-    accuracy, seconds). The scenes' test items come from the test split, which it never sees."""
+    """The stand-in for ImageNet weights: a MobileNetV2 classifier (width `args.alpha`, output
+    stride 32) trained with the main job's recipe for `args.pretrain_epochs` epochs; returns
+    (model, test accuracy, seconds).
+
+    `args.pretrain_on` says on what:
+    - "items": the Fashion-MNIST train split as it is, at 32x32 (items alone, centred, on black);
+      accuracy on the test split.
+    - "scenes": 60,000 one-item scenes at the benchmark's scene size, item scale and textured
+      background, one per train-split item, labelled with the item's class; accuracy on 10,000
+      one-item scenes made from the test split. This is the scenes' own domain: a classifier of
+      items alone recognises almost nothing on a textured background (see
+      docs/segmentation_pretrained.md).
+
+    The scenes' test items come from the test split, which neither classifier sees. With
+    `args.out_dir` the classifier is kept there and reused by a later run with the same settings.
+    """
     import keras
 
     import kerascnn
-    from kerascnn.data import load, load_fashion_mnist, pipeline_for, to_model_input
-    from kerascnn.training import get_recipe, train
+    from kerascnn.data import (from_arrays, generate_fashion_mnist_scenes, load,
+                               load_fashion_mnist, pipeline_for, to_model_input)
+    from kerascnn.training import get_recipe, save_atomically, train
+
+    size = 32 if args.pretrain_on == "items" else args.image_size
+    shape = (size, size, 3)
+    cache = None
+    if args.out_dir:
+        cache = Path(args.out_dir) / (f"classifier_{args.pretrain_on}_e{args.pretrain_epochs}"
+                                      f"_a{args.alpha}_s{args.seed}")
+        if (cache / "meta.json").exists():
+            meta = json.loads((cache / "meta.json").read_text())
+            model = keras.saving.load_model(cache / "model.keras")
+            return model, meta["accuracy"], meta["seconds"]
+
+    def one_item_scenes(split, count, seed):
+        images, _, placed = generate_fashion_mnist_scenes(
+            split, count, image_size=size, items_per_scene=1, scale_range=tuple(args.item_scale),
+            seed=seed, return_placements=True)
+        return images, placed["label"][:, 0].astype("int64")
 
     keras.utils.set_random_seed(args.seed)
-    shape = (32, 32, 3)
     model = kerascnn.build("mobilenet_v2", input_shape=shape, classes=10, alpha=args.alpha)
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=args.pretrain_epochs)
-    train_data = pipeline_for(model, load("fashion_mnist", "train"), training=True,
-                              augment=recipe.augment, batch_size=recipe.batch_size, seed=args.seed)
+    if args.pretrain_on == "items":
+        source = load("fashion_mnist", "train")
+        test_images, test_labels = load_fashion_mnist("test")
+    else:
+        count = 2_000 if args.quick else 60_000
+        source = from_arrays(*one_item_scenes("train", count, args.seed + 2))
+        test_images, test_labels = one_item_scenes("test", count // 6, args.seed + 3)
+    train_data = pipeline_for(model, source, training=True, augment=recipe.augment,
+                              batch_size=recipe.batch_size, seed=args.seed)
     start = time.perf_counter()
     train(model, train_data, None, recipe, verbose=2 if args.verbose else 0)
     seconds = time.perf_counter() - start
-    images, labels = load_fashion_mnist("test")
-    inputs = to_model_input(images, shape, kerascnn.model_info("mobilenet_v2").preprocessing)
-    accuracy = float((model.predict(inputs, batch_size=256, verbose=0).argmax(-1) == labels).mean())
+    inputs = to_model_input(test_images, shape, kerascnn.model_info("mobilenet_v2").preprocessing)
+    predicted = model.predict(inputs, batch_size=256, verbose=0).argmax(-1)
+    accuracy = float((predicted == test_labels).mean())
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        save_atomically(model, cache / "model.keras")
+        (cache / "meta.json").write_text(json.dumps({"accuracy": accuracy, "seconds": seconds}))
     return model, accuracy, seconds
 
 
@@ -101,8 +142,12 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
                         weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
                         warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
                         precise_bn_steps=50)
+    out = Path(args.out_dir) / name if args.out_dir else None
+    resumed = out is not None and (out / "backup").exists()
     start = time.perf_counter()
-    history = train(model, pipeline, None, recipe, verbose=2 if args.verbose else 0)
+    history = train(model, pipeline, None, recipe, out_dir=out,
+                    backup_every_steps=500 if out is not None else None,
+                    verbose=2 if args.verbose else 0)
     train_s = time.perf_counter() - start
 
     inputs = to_model_input(test_inputs, shape, info.preprocessing)
@@ -121,6 +166,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         "params": int(model.count_params()),
         "copied_layers": copied,
         "train_s": train_s,
+        "resumed": resumed,
         "final_loss": float(history.history["loss"][-1]),
         "train_miou": float(history.history["mean_iou"][-1]),
         "keras_miou": keras_miou,
@@ -158,10 +204,14 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         "Training: `kerascnn.training.train`, " + (
             "from scratch (no pretrained weights)" if pretrain is None else
             f"the backbone initialised from a MobileNetV2 classifier (same width, output stride "
-            f"32) trained here for {args.pretrain_epochs} epochs on the Fashion-MNIST train split "
-            f"at 32x32 with the main job's recipe ({pretrain['seconds'] / 60:.1f} min, "
-            f"{100 * pretrain['accuracy']:.2f} % test accuracy; the stand-in for ImageNet "
-            "weights, copied with `kerascnn.models.segmentation.transfer_backbone`)") +
+            f"32) trained here for {args.pretrain_epochs} epochs with the main job's recipe on "
+            + ("the Fashion-MNIST train split at 32x32" if args.pretrain_on == "items" else
+               f"60,000 one-item scenes ({args.image_size}x{args.image_size}, textured background, "
+               "one per train-split item, labelled with its class)")
+            + f" ({pretrain['seconds'] / 60:.1f} min, {100 * pretrain['accuracy']:.2f} % test "
+            "accuracy" + ("" if args.pretrain_on == "items" else " on one-item scenes of the test split")
+            + "; the stand-in for ImageNet weights, copied with "
+            "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
         f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} "
         f"epochs, BN momentum 0.9 and precise BN, augmentation flip + random scale {args.scale_range[0]}-"
@@ -179,16 +229,14 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
     for r in rows:
         extra = "".join(f", {k}={v}" for k, v in r["kwargs"].items())
         lines.append(
-            f"| `{r['model']}`{extra} | {r['params']:,} | {r['train_s'] / 60:.1f} min | "
+            f"| `{r['model']}`{extra} | {r['params']:,} | {r['train_s'] / 60:.1f} min"
+            f"{' (resumed; this process only)' if r.get('resumed') else ''} | "
             f"**{r['keras_miou']:.3f}** | {r['tflite_miou']:.3f} | {r['max_abs_diff']:.1e} | "
             f"{100 * r['argmax_agreement']:.3f} % | {r['tflite_bytes'] / 2**20:.2f} MiB | "
             f"{r['tflite_ms']:.2f} ms |")
-    met = [r["model"] for r in rows if r["keras_miou"] >= TARGET_MIOU and r["train_s"] <= TARGET_S]
-    lines += ["", f"Target: mean IoU >= {TARGET_MIOU} on the test scenes after at most "
-              f"{TARGET_S // 60} minutes of training per model"
-              + ("" if pretrain is None else
-                 f" (plus the classifier's {pretrain['seconds'] / 60:.1f} min, shared)")
-              + ". Met by: "
+    met = [r["model"] for r in rows if r["keras_miou"] >= TARGET_MIOU]
+    lines += ["", f"Target (issue 5): mean IoU >= {TARGET_MIOU} on the test scenes, trained on "
+              "this CPU. Met by: "
               f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}."]
     lines += ["", "IoU per class on the test scenes (Keras model):", "",
               "| class | " + " | ".join(f"`{r['model']}`" for r in rows) + " |",
@@ -233,6 +281,12 @@ def main(argv=None):
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="first train a MobileNetV2 classifier for this many epochs and start "
                              "every backbone from it (0: from scratch)")
+    parser.add_argument("--pretrain-on", choices=("items", "scenes"), default="items",
+                        help="what the classifier learns from: Fashion-MNIST items alone at 32x32, "
+                             "or one-item scenes like the benchmark's (textured background)")
+    parser.add_argument("--out-dir",
+                        help="keep the classifier and each model's checkpoints and backups here; "
+                             "a run killed part-way resumes from its last backup (every 500 steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run; writes no doc")
     parser.add_argument("--json", help="also write the rows to this JSON file")
@@ -256,7 +310,7 @@ def main(argv=None):
     given, shown = list(argv if argv is not None else sys.argv[1:]), []
     while given:
         flag = given.pop(0)
-        if flag in ("--json", "--doc"):
+        if flag in ("--json", "--doc", "--out-dir"):
             given = given[1:]
         elif flag != "--verbose":
             shown.append(flag)

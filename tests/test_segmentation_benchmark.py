@@ -1,0 +1,61 @@
+"""benchmarks/segmentation.py: the CPU segmentation benchmark of issue 5, run as a smoke run.
+
+The full runs take from ten minutes to hours (docs/segmentation*.md); `--quick` runs the same code
+on a few hundred scenes. These tests check that the pretraining on one-item scenes feeds the
+backbone, that the export still matches Keras, and that `--out-dir` keeps the classifier for a
+later run instead of training it again.
+"""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from kerascnn.data.fashion_mnist import DEBIAN_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "segmentation.py"
+
+pytestmark = pytest.mark.skipif(not (DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+                                reason="Debian's dataset-fashion-mnist is not installed")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("segmentation_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
+    rows_path, out = tmp_path / "rows.json", tmp_path / "run"
+    bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
+                "--pretrain-on", "scenes", "--out-dir", str(out), "--json", str(rows_path)])
+    (row,) = json.loads(rows_path.read_text())
+    assert row["model"] == "unet_mobilenet_v2"
+    assert row["copied_layers"] > 50  # every backbone layer of MobileNetV2 came from the classifier
+    assert row["resumed"] is False
+    assert row["argmax_agreement"] > 0.999 and row["max_abs_diff"] < 1e-4
+    assert 0.0 <= row["keras_miou"] <= 1.0
+    assert abs(row["keras_miou"] - row["tflite_miou"]) < 0.01
+    assert (out / "unet_mobilenet_v2" / "last.keras").exists()
+
+    # The classifier is kept: a second run with the same settings loads it instead of training.
+    (cache,) = out.glob("classifier_scenes_e1_*")
+    meta = json.loads((cache / "meta.json").read_text())
+    args = bench.argparse.Namespace(out_dir=str(out), pretrain_on="scenes", pretrain_epochs=1,
+                                    alpha=0.35, seed=0, image_size=64, item_scale=(1.0, 1.5),
+                                    quick=True, verbose=False)
+    model, accuracy, seconds = bench.pretrain_classifier(args)
+    assert (accuracy, seconds) == (meta["accuracy"], meta["seconds"])
+    assert model.input_shape == (None, 64, 64, 3)  # trained at the scenes' size, not 32x32
+
+
+def test_pretrain_on_rejects_unknown_sources(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--pretrain-on", "imagenet"])
+    assert "invalid choice: 'imagenet'" in capsys.readouterr().err
