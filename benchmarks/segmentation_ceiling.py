@@ -90,6 +90,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.pretrain_epochs < 1:
         parser.error(f"--pretrain-epochs must be >= 1. Received: {args.pretrain_epochs}")
+    args.pretrain_on, args.out_dir = "items", None  # what pretrain_classifier reads besides
 
     import numpy as np
 

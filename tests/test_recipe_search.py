@@ -80,6 +80,7 @@ def test_variant_tables(search):
             assert variant.model in kerascnn.list_models(), (task, name, variant.model)
             assert variant.epochs >= 1 and variant.batch_size >= 1, (task, name)
     assert all(v.train_items for v in search.SEGMENT.values())
+    assert {v.pretrain_on for v in search.SEGMENT.values()} == {"items", "scenes"}
 
 
 def test_list_and_unknown_variant():
