@@ -62,8 +62,7 @@ def pretrain_classifier(args):
     - "scenes": 60,000 one-item scenes at the benchmark's scene size, item scale and textured
       background, one per train-split item, labelled with the item's class; accuracy on 10,000
       one-item scenes made from the test split. This is the scenes' own domain: a classifier of
-      items alone recognises almost nothing on a textured background (see
-      docs/segmentation_pretrained.md).
+      items alone recognises almost nothing in a scene (see docs/segmentation_ceiling.md).
 
     The scenes' test items come from the test split, which neither classifier sees. With
     `args.out_dir` the classifier is kept there and reused by a later run with the same settings.
@@ -79,8 +78,11 @@ def pretrain_classifier(args):
     shape = (size, size, 3)
     cache = None
     if args.out_dir:
-        cache = Path(args.out_dir) / (f"classifier_{args.pretrain_on}_e{args.pretrain_epochs}"
-                                      f"_a{args.alpha}_s{args.seed}")
+        # Everything that changes the classifier is in the name, so that no run takes another's.
+        domain = ("items" if args.pretrain_on == "items" else
+                  f"scenes{size}_{args.item_scale[0]}-{args.item_scale[1]}")
+        cache = Path(args.out_dir) / (f"classifier_{domain}_e{args.pretrain_epochs}"
+                                      f"_a{args.alpha}_s{args.seed}{'_quick' if args.quick else ''}")
         if (cache / "meta.json").exists():
             meta = json.loads((cache / "meta.json").read_text())
             model = keras.saving.load_model(cache / "model.keras")
@@ -113,7 +115,9 @@ def pretrain_classifier(args):
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
         save_atomically(model, cache / "model.keras")
-        (cache / "meta.json").write_text(json.dumps({"accuracy": accuracy, "seconds": seconds}))
+        partial = cache / "meta.json.tmp"  # meta.json, written last, marks a complete cache
+        partial.write_text(json.dumps({"accuracy": accuracy, "seconds": seconds}))
+        os.replace(partial, cache / "meta.json")
     return model, accuracy, seconds
 
 

@@ -45,7 +45,7 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     assert (out / "unet_mobilenet_v2" / "last.keras").exists()
 
     # The classifier is kept: a second run with the same settings loads it instead of training.
-    (cache,) = out.glob("classifier_scenes_e1_*")
+    (cache,) = out.glob("classifier_scenes64_*_e1_*_quick")
     meta = json.loads((cache / "meta.json").read_text())
     args = bench.argparse.Namespace(out_dir=str(out), pretrain_on="scenes", pretrain_epochs=1,
                                     alpha=0.35, seed=0, image_size=64, item_scale=(1.0, 1.5),
