@@ -51,6 +51,17 @@ def _load_average() -> str:
         return "n/a"
 
 
+def one_item_scenes(split, count, *, image_size, scale_range, seed, background="texture"):
+    """`count` scenes of one Fashion-MNIST item each and that item's class: (images uint8
+    (count, S, S, 1), labels int64 (count,)). The pretraining data of `--pretrain-on scenes`."""
+    from kerascnn.data import generate_fashion_mnist_scenes
+
+    images, _, placed = generate_fashion_mnist_scenes(
+        split, count, image_size=image_size, items_per_scene=1, scale_range=scale_range,
+        background=background, seed=seed, return_placements=True)
+    return images, placed["label"][:, 0].astype("int64")
+
+
 def pretrain_classifier(args):
     """The stand-in for ImageNet weights: a MobileNetV2 classifier (width `args.alpha`, output
     stride 32) trained with the main job's recipe for `args.pretrain_epochs` epochs; returns
@@ -70,8 +81,7 @@ def pretrain_classifier(args):
     import keras
 
     import kerascnn
-    from kerascnn.data import (from_arrays, generate_fashion_mnist_scenes, load,
-                               load_fashion_mnist, pipeline_for, to_model_input)
+    from kerascnn.data import from_arrays, load, load_fashion_mnist, pipeline_for, to_model_input
     from kerascnn.training import get_recipe, save_atomically, train
 
     size = 32 if args.pretrain_on == "items" else args.image_size
@@ -88,12 +98,6 @@ def pretrain_classifier(args):
             model = keras.saving.load_model(cache / "model.keras")
             return model, meta["accuracy"], meta["seconds"]
 
-    def one_item_scenes(split, count, seed):
-        images, _, placed = generate_fashion_mnist_scenes(
-            split, count, image_size=size, items_per_scene=1, scale_range=tuple(args.item_scale),
-            seed=seed, return_placements=True)
-        return images, placed["label"][:, 0].astype("int64")
-
     keras.utils.set_random_seed(args.seed)
     model = kerascnn.build("mobilenet_v2", input_shape=shape, classes=10, alpha=args.alpha)
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=args.pretrain_epochs)
@@ -102,8 +106,10 @@ def pretrain_classifier(args):
         test_images, test_labels = load_fashion_mnist("test")
     else:
         count = 2_000 if args.quick else 60_000
-        source = from_arrays(*one_item_scenes("train", count, args.seed + 2))
-        test_images, test_labels = one_item_scenes("test", count // 6, args.seed + 3)
+        scenes = dict(image_size=size, scale_range=tuple(args.item_scale))
+        source = from_arrays(*one_item_scenes("train", count, seed=args.seed + 2, **scenes))
+        test_images, test_labels = one_item_scenes("test", count // 6, seed=args.seed + 3,
+                                                   **scenes)
     train_data = pipeline_for(model, source, training=True, augment=recipe.augment,
                               batch_size=recipe.batch_size, seed=args.seed)
     start = time.perf_counter()

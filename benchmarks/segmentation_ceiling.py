@@ -61,7 +61,8 @@ def one_item_scene_accuracy(classifier, args, count=10_000):
     weights at the scene's input size (the network is fully convolutional up to its global
     pooling); the scene's item is the label."""
     import kerascnn
-    from kerascnn.data import generate_fashion_mnist_scenes, to_model_input
+    from kerascnn.data import to_model_input
+    from segmentation import one_item_scenes
 
     size = SCENES["image_size"]
     shape = (size, size, 3)
@@ -70,12 +71,12 @@ def one_item_scene_accuracy(classifier, args, count=10_000):
     preprocessing = kerascnn.model_info("mobilenet_v2").preprocessing
     accuracy = {}
     for background in ("black", "texture"):
-        images, _, placed = generate_fashion_mnist_scenes(
-            "test", count, image_size=size, items_per_scene=1, scale_range=SCENES["scale_range"],
-            background=background, seed=args.seed + 3, return_placements=True)
+        images, labels = one_item_scenes("test", count, image_size=size,
+                                         scale_range=SCENES["scale_range"], seed=args.seed + 3,
+                                         background=background)
         predicted = model.predict(to_model_input(images, shape, preprocessing), batch_size=256,
                                   verbose=0).argmax(-1)
-        accuracy[background] = float((predicted == placed["label"][:, 0]).mean())
+        accuracy[background] = float((predicted == labels).mean())
     return accuracy
 
 
@@ -87,10 +88,11 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--doc", default=str(DOC))
     parser.add_argument("--verbose", action="store_true")
+    # The classifier of `segmentation.py --pretrain-on items`, never cached.
+    parser.set_defaults(pretrain_on="items", out_dir=None)
     args = parser.parse_args(argv)
     if args.pretrain_epochs < 1:
         parser.error(f"--pretrain-epochs must be >= 1. Received: {args.pretrain_epochs}")
-    args.pretrain_on, args.out_dir = "items", None  # what pretrain_classifier reads besides
 
     import numpy as np
 
