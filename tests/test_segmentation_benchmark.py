@@ -43,6 +43,23 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     assert 0.0 <= row["keras_miou"] <= 1.0
     assert abs(row["keras_miou"] - row["tflite_miou"]) < 0.01
     assert (out / "unet_mobilenet_v2" / "last.keras").exists()
+    # The split of the score into finding and naming the items agrees with the mean IoU.
+    breakdown = row["breakdown"]
+    assert breakdown["mean_iou"] == pytest.approx(row["keras_miou"])
+    assert breakdown["mean_iou_true_classes"] >= breakdown["mean_iou"] - 1e-9
+    assert 0.0 <= breakdown["foreground_iou"] <= 1.0 and breakdown["regions"] > 64  # 64 scenes
+
+    # The doc (a --quick run writes none): the breakdown table and a cached classifier's note.
+    doc = tmp_path / "doc.md"
+    doc_args = bench.argparse.Namespace(
+        image_size=64, train_scenes=256, test_scenes=64, items_per_scene=(1, 3),
+        item_scale=(1.0, 1.5), pretrain_epochs=1, pretrain_on="scenes", alpha=0.35,
+        learning_rate=5e-3, batch_size=32, epochs=1, scale_range=(0.75, 1.25))
+    bench.write_doc(doc, [row], doc_args, "COMMAND", 1.0, "0 0 0", "0 0 0",
+                    {"accuracy": 0.5, "seconds": 60.0, "cached": True})
+    text = doc.read_text()
+    assert "| `unet_mobilenet_v2` | " + f"{breakdown['foreground_iou']:.3f}" in text
+    assert "loaded; that time is not in this run's total" in text
 
     # The classifier is kept: a second run with the same settings loads it instead of training.
     (cache,) = out.glob("classifier_scenes64_*_e1_*_quick")
@@ -50,6 +67,7 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     args = bench.argparse.Namespace(out_dir=str(out), pretrain_on="scenes", pretrain_epochs=1,
                                     alpha=0.35, seed=0, image_size=64, item_scale=(1.0, 1.5),
                                     quick=True, verbose=False)
+    assert bench.classifier_cache(args) == cache
     model, accuracy, seconds = bench.pretrain_classifier(args)
     assert (accuracy, seconds) == (meta["accuracy"], meta["seconds"])
     assert model.input_shape == (None, 64, 64, 3)  # trained at the scenes' size, not 32x32

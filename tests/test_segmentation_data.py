@@ -318,6 +318,46 @@ def test_mean_iou_matches_keras(ignore_class):
     assert mean_iou(y_true, probs, 6, ignore_class=ignore_class) == pytest.approx(expected, rel=1e-6)
 
 
+def test_error_breakdown_separates_finding_from_naming():
+    from kerascnn.training import error_breakdown
+
+    # Two images of 2x4 pixels; background 0, classes 1-3.
+    y_true = np.array([[[0, 1, 1, 1], [0, 0, 2, 2]],
+                       [[3, 3, 0, 0], [3, 3, 0, 0]]])
+    y_pred = np.array([[[0, 1, 1, 2], [0, 2, 0, 2]],   # class 1 named 1,1,2; class 2: 1 pixel missed
+                       [[2, 2, 2, 0], [0, 0, 0, 0]]])  # class 3 found half, all named 2
+    out = error_breakdown(y_true, y_pred, 4)
+    assert out["mean_iou"] == pytest.approx(mean_iou(y_true, y_pred, 4))
+    # Foreground: true 9 pixels, predicted 8 (two of them false alarms), 6 in both.
+    assert out["foreground_iou"] == pytest.approx(6 / 11)
+    # Of those 6 pixels, the right class: two of class 1, one of class 2 -> 3/6.
+    assert out["class_accuracy"] == pytest.approx(3 / 6)
+    # Regions (image, class): (0, 1) votes 1,1,2 -> right; (0, 2) votes 2 -> right (the missed
+    # pixel does not vote); (1, 3) votes 2,2 -> wrong.
+    assert out["regions"] == 3
+    assert out["region_accuracy"] == pytest.approx(2 / 3)
+    # With every found pixel given its true class, only the shapes' errors are left.
+    fixed = np.where((y_true > 0) & (y_pred > 0), y_true, y_pred)
+    assert out["mean_iou_true_classes"] == pytest.approx(mean_iou(y_true, fixed, 4))
+    assert out["mean_iou_true_classes"] > out["mean_iou"]
+    # Probabilities give the same figures as their argmax.
+    assert error_breakdown(y_true, np.eye(4)[y_pred], 4) == out
+    assert all(type(v) in (float, int) for v in out.values())  # JSON-ready
+    # A perfect prediction: every figure at 1.
+    perfect = error_breakdown(y_true, y_true, 4)
+    assert all(perfect[k] == 1.0 for k in ("mean_iou", "foreground_iou", "class_accuracy",
+                                           "mean_iou_true_classes", "region_accuracy"))
+    # A region predicted all background counts as wrong, not as absent.
+    assert error_breakdown(y_true, np.where(y_true == 3, 0, y_true), 4)["region_accuracy"] \
+        == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="image axis"):
+        error_breakdown(y_true[0, 0], y_pred[0, 0], 4)
+    with pytest.raises(ValueError, match="background"):
+        error_breakdown(y_true, y_pred, 4, background=4)
+    with pytest.raises(ValueError, match="outside"):
+        error_breakdown(y_true, y_pred + 2, 4)
+
+
 # --- training on masks --------------------------------------------------------------------------
 
 def test_train_segmentation_model_with_mean_iou(tmp_path):
