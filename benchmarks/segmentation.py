@@ -147,8 +147,11 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.image_size, args.image_size, 3)
+    kwargs = dict(MODEL_KWARGS.get(name, {}))
+    if args.upsampling is not None:
+        kwargs["upsampling"] = args.upsampling
     model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
-                           **MODEL_KWARGS.get(name, {}))
+                           **kwargs)
     copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
     info = kerascnn.model_info(name)
     pipeline = make_segmentation_pipeline(
@@ -179,7 +182,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     agree = float((keras_probs.argmax(-1) == tflite_probs.argmax(-1)).mean())
     return {
         "model": name,
-        "kwargs": MODEL_KWARGS.get(name, {}),
+        "kwargs": kwargs,
         "params": int(model.count_params()),
         "copied_layers": copied,
         "train_s": train_s,
@@ -320,6 +323,9 @@ def main(argv=None):
     parser.add_argument("--pretrain-on", choices=("items", "scenes"), default="items",
                         help="what the classifier learns from: Fashion-MNIST items alone at 32x32, "
                              "or one-item scenes like the benchmark's (textured background)")
+    parser.add_argument("--upsampling", choices=("nearest", "bilinear"),
+                        help="every decoder's and the output's upsampling (default: the models' "
+                             "own, nearest, which quantizes well)")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")
