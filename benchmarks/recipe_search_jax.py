@@ -140,6 +140,12 @@ for _prefix, _v in (("unet", _S), ("dlv3p", _D)):
     SEGMENT[f"{_prefix}_40k_e20_scn3"] = dataclasses.replace(_p, train_items=40000, epochs=20)
     SEGMENT[f"{_prefix}_16k_e20_scn10"] = dataclasses.replace(_p, train_items=16000, epochs=20,
                                                               pretrain_epochs=10)
+    SEGMENT[f"{_prefix}_40k_e20_scn10"] = dataclasses.replace(_p, train_items=40000, epochs=20,
+                                                              pretrain_epochs=10)
+# DeepLabv3+ finds the items worse than the U-Net, partly from its nearest x4 output upsampling
+# (docs/recipe_search.md: bilinear on the same weights, 0.532 -> 0.562).
+SEGMENT["dlv3p_40k_e20_scn10_bilinear"] = dataclasses.replace(
+    SEGMENT["dlv3p_40k_e20_scn10"], model_kwargs=_D.model_kwargs + (("upsampling", "bilinear"),))
 SEGMENT["smoke"] = dataclasses.replace(_S, train_items=256, epochs=1, pretrain_epochs=1)  # checks the script
 SEGMENT["smoke_scn"] = dataclasses.replace(SEGMENT["smoke"], pretrain_on="scenes",
                                            pretrain_scenes=512)
