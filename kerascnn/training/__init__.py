@@ -11,6 +11,5 @@ from kerascnn.training.train import (AtomicCheckpoint, configure_for_hardware, g
 
 __all__ = ["AtomicCheckpoint", "RECIPES", "Recipe", "configure_for_hardware", "confusion_matrix",
            "error_breakdown", "fused_batchnorm", "get_recipe", "get_strategy", "iou_per_class",
-           "mean_iou",
-           "multi_worker_compat", "precise_batchnorm", "save_atomically", "set_bn_momentum",
-           "time_training_step", "train"]
+           "mean_iou", "multi_worker_compat", "precise_batchnorm", "save_atomically",
+           "set_bn_momentum", "time_training_step", "train"]

@@ -146,8 +146,8 @@ def error_breakdown(y_true, y_pred, num_classes: int, *, background: int = 0) ->
         0.6666666666666666
     """
     num_classes = int(num_classes)
-    score = mean_iou(y_true, y_pred, num_classes)  # also validates the classes and shapes
-    y_true, y_pred = _class_arrays(y_true, y_pred, num_classes)
+    y_true, y_pred = _class_arrays(y_true, y_pred, num_classes)  # scores: one argmax, here
+    score = mean_iou(y_true, y_pred, num_classes)  # also checks the class range
     if y_true.ndim < 2:
         raise ValueError("`error_breakdown` needs masks with an image axis first, e.g. (N, H, W). "
                          f"Received shape {y_true.shape}")
