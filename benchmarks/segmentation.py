@@ -150,6 +150,8 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     kwargs = dict(MODEL_KWARGS.get(name, {}))
     if args.upsampling is not None:
         kwargs["upsampling"] = args.upsampling
+    if args.decoder_filters is not None and name.startswith("unet"):
+        kwargs["decoder_filters"] = tuple(args.decoder_filters)
     model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
                            **kwargs)
     copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
@@ -328,6 +330,10 @@ def main(argv=None):
     parser.add_argument("--upsampling", choices=("nearest", "bilinear"),
                         help="every decoder's and the output's upsampling (default: the models' "
                              "own, nearest, which quantizes well)")
+    parser.add_argument("--decoder-filters", type=int, nargs=5,
+                        help="the U-Net's five decoder widths, stride 16 to full resolution "
+                             f"(default {MODEL_KWARGS['unet_mobilenet_v2']['decoder_filters']}); "
+                             "other models ignore it")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")

@@ -69,6 +69,9 @@ def test_one_item_mask_is_the_item_above_threshold_at_its_position(factor, backg
                                       item[item > 100])  # the item's own pixels are shown
         if background == "black":
             assert not images[k, ..., 0][~expected].any()
+        # One item: all of it is visible, and the instance mask is its foreground.
+        assert where["area"][k, 0] == where["visible"][k, 0] == expected.sum()
+        np.testing.assert_array_equal(where["instance"][k], np.where(expected, 0, -1))
 
 
 def test_later_items_occlude_earlier_ones():
@@ -79,9 +82,17 @@ def test_later_items_occlude_earlier_ones():
     for k in range(30):
         boxes = [(where["top"][k, j], where["left"][k, j], where["label"][k, j]) for j in range(2)]
         expected = np.zeros((40, 40), np.uint8)
-        for top, left, label in boxes:
+        owner = np.full((40, 40), -1)
+        for j, (top, left, label) in enumerate(boxes):
             expected[top:top + 28, left:left + 28] = label + 1
+            owner[top:top + 28, left:left + 28] = j
         np.testing.assert_array_equal(masks[k], expected)
+        np.testing.assert_array_equal(where["instance"][k], owner)
+        # The second square covers the first where they overlap: (28 - |dy|) x (28 - |dx|).
+        overlap = (max(0, 28 - abs(int(boxes[0][0] - boxes[1][0])))
+                   * max(0, 28 - abs(int(boxes[0][1] - boxes[1][1]))))
+        assert list(where["area"][k]) == [784, 784]
+        assert list(where["visible"][k]) == [784 - overlap, 784]
 
 
 def test_scenes_are_deterministic_and_argument_errors():

@@ -92,8 +92,10 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
         (images, masks): images uint8 (num_scenes, S, S, 1) (or 3 channels with `color`), masks
         uint8 (num_scenes, S, S) with values in 0..10 (0 background). With `return_placements`, a
         third value: a dict of (num_scenes, max_items) arrays "active" (bool: the slot is used),
-        "index" (item index in the source), "label", "top", "left", "height", "width"; slots are in
-        paste order.
+        "index" (item index in the source), "label", "top", "left", "height", "width", "area"
+        (the item's foreground pixels) and "visible" (those of them not covered by later items),
+        slots in paste order; and "instance", int8 (int16 past 127 items) (num_scenes, S, S):
+        the slot whose item each pixel shows, -1 for background (the instance mask).
 
     Raises:
         ValueError: bad split, sizes, ranges or background.
@@ -149,11 +151,15 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
     channels = 3 if color else 1
     images = np.empty((n, size, size, channels), np.uint8)
     masks = np.empty((n, size, size), np.uint8)
+    slot_dtype = np.int8 if slots < 128 else np.int16
+    instance = np.empty((n, size, size), slot_dtype) if return_placements else None
+    area = np.zeros((n, slots), np.int64)
     grid = np.arange(size)
     for start in range(0, n, _CHUNK):
         part = slice(start, min(n, start + _CHUNK))
         scene = _background(rng, part.stop - part.start, size, background, color)
         mask = np.zeros(scene.shape[:3], np.uint8)
+        owner = np.full(scene.shape[:3], -1, slot_dtype)
         for j in range(slots):
             dy = grid[None, :] - top[part, j, None]  # (chunk, S): row offsets inside the item
             dx = grid[None, :] - left[part, j, None]
@@ -171,10 +177,16 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
                 pixels = pixels * tint[part, j, None, None, :]
             scene = np.where(foreground[..., None], pixels, scene)
             mask = np.where(foreground, (item_labels[part, j] + 1).astype(np.uint8)[:, None, None], mask)
+            owner[foreground] = j
+            area[part, j] = foreground.sum(axis=(1, 2))
         images[part] = np.round(scene).astype(np.uint8)
         masks[part] = mask
+        if instance is not None:
+            instance[part] = owner
     if not return_placements:
         return images, masks
+    visible = np.stack([(instance == j).sum(axis=(1, 2)) for j in range(slots)], axis=1)
     placements = {"active": active, "index": index, "label": item_labels, "top": top,
-                  "left": left, "height": height, "width": width}
+                  "left": left, "height": height, "width": width, "area": area,
+                  "visible": visible.astype(np.int64), "instance": instance}
     return images, masks, placements

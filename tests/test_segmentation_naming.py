@@ -1,0 +1,73 @@
+"""benchmarks/segmentation_naming.py: the split of a segmentation model's naming error by item
+count and by how much of each item is left visible."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerascnn.data import generate_fashion_mnist_scenes
+from kerascnn.data.fashion_mnist import DEBIAN_DIR
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "segmentation_naming.py"
+
+
+@pytest.fixture(scope="module")
+def naming():
+    spec = importlib.util.spec_from_file_location("segmentation_naming", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _squares():
+    return np.full((3, 28, 28), 200, np.uint8), np.array([0, 4, 8])  # every pixel is foreground
+
+
+def test_perfect_and_wrong_predictions_by_visibility(naming):
+    sources, labels = _squares()
+    _, masks, where = generate_fashion_mnist_scenes(
+        num_scenes=40, image_size=40, items_per_scene=(1, 3), scale_range=(1, 1),
+        background="black", items=(sources, labels), seed=2, return_placements=True)
+    fractions, right = naming.named_right_by_visibility(where, masks)
+    visible = where["active"] & (where["visible"] > 0)
+    assert len(fractions) == visible.sum() and right.all()
+    np.testing.assert_allclose(np.sort(fractions), np.sort(where["visible"][visible] / 784))
+    assert (fractions < 1).any() and (fractions == 1).any()  # squares in 40x40 overlap
+
+    # Every item pixel predicted as class 1 (label 0): only the items of label 0 are right.
+    wrong = np.where(masks > 0, 1, 0)
+    fractions, right = naming.named_right_by_visibility(where, wrong)
+    np.testing.assert_array_equal(right, where["label"][visible] == 0)
+    # Background predicted everywhere: no item is named.
+    assert not naming.named_right_by_visibility(where, np.zeros_like(masks))[1].any()
+
+    rows = naming.visibility_table(np.array([0.1, 0.3, 0.3, 0.99, 1.0, 1.0]),
+                                   np.array([True, False, True, True, False, True]))
+    assert [n for _, n, _ in rows] == [1, 2, 0, 1, 2]
+    np.testing.assert_array_equal([share for _, _, share in rows], [1.0, 0.5, np.nan, 1.0, 0.5])
+
+
+@pytest.mark.skipif(not (DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_runs_on_a_saved_model(naming, tmp_path):
+    import kerascnn
+
+    model = kerascnn.build("unet_mobilenet_v2", input_shape=(64, 64, 3), classes=11, alpha=0.35,
+                           decoder_filters=(16, 16, 16, 8, 8))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    doc, rows = tmp_path / "naming.md", tmp_path / "naming.json"
+    result = naming.main([str(path), "--test-scenes", "6", "--doc", str(doc), "--json", str(rows)])
+    assert set(result["by_item_count"]) == {1, 2, 3}
+    assert result["by_item_count"][2]["regions"] <= 12
+    assert 6 <= sum(n for _, n, _ in result["by_visibility"]) <= 18  # 6 scenes, 1-3 items each
+    assert json.loads(rows.read_text())["model"] == "unet_mobilenet_v2"
+    text = doc.read_text()
+    assert "| the same, flip test-time augmentation |" in text and "--doc" not in text
+    with pytest.raises(SystemExit):
+        naming.main([str(tmp_path / "missing.keras")])
