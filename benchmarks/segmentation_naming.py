@@ -1,8 +1,8 @@
-"""Where a trained segmentation model misnames items: by how many items share the scene, by how
+"""Where trained segmentation models misname items: by how many items share the scene, by how
 much of an item later items cover, and what averaging with the mirrored scene gives back.
 
 docs/segmentation_long.md says the models lose their score in naming the items, not in finding
-them. This script splits that naming error further, for a model that benchmarks/segmentation.py
+them. This script splits that naming error further, for models that benchmarks/segmentation.py
 saved (`--out-dir DIR` keeps DIR/<model>/last.keras):
 
 - the benchmark's own test scenes (same settings and seed), scored as it scores them, and again
@@ -15,6 +15,7 @@ saved (`--out-dir DIR` keeps DIR/<model>/last.keras):
 
 Usage:
     PYTHONPATH=. python benchmarks/segmentation_naming.py DIR/unet_mobilenet_v2/last.keras \
+        DIR/deeplabv3_plus_mobilenet_v2/last.keras \
         --doc docs/segmentation_naming.md
 """
 
@@ -65,9 +66,8 @@ def visibility_table(fractions, right, bins=VISIBLE_BINS):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_path", help="a .keras model saved by benchmarks/segmentation.py")
-    parser.add_argument("--model", help="its registry name, for the input preprocessing "
-                                        "(default: the saved model's name)")
+    parser.add_argument("model_paths", nargs="+", metavar="model_path",
+                        help=".keras models saved by benchmarks/segmentation.py")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--test-scenes", type=int, default=1000)
     parser.add_argument("--items-per-scene", type=int, nargs=2, default=(1, 3))
@@ -76,96 +76,103 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--doc", help="write a Markdown summary here")
     args = parser.parse_args(argv)
-    if not Path(args.model_path).is_file():
-        parser.error(f"no model file at {args.model_path!r}")
+    missing = [p for p in args.model_paths if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no model file at {missing}")
 
     import keras
-    import numpy as np
 
     import kerascnn
     from kerascnn.data import SCENE_CLASSES, generate_fashion_mnist_scenes, to_model_input
     from kerascnn.training import error_breakdown
 
-    model = keras.saving.load_model(args.model_path)
-    name = args.model or model.name
-    if name not in kerascnn.list_models(task="segmentation"):
-        parser.error(f"{name!r} is not a registered segmentation model; pass --model, one of "
-                     f"{kerascnn.list_models(task='segmentation')}")
-    shape = (args.image_size, args.image_size, 3)
-    preprocessing = kerascnn.model_info(name).preprocessing
-    num_classes = len(SCENE_CLASSES)
-
-    def scores(images, flip=False):
-        inputs = to_model_input(images, shape, preprocessing)
-        out = model.predict(inputs, batch_size=64, verbose=0)
-        if flip:
-            out = out + model.predict(inputs[:, :, ::-1], batch_size=64, verbose=0)[:, :, ::-1]
-        return out
-
     scenes = dict(image_size=args.image_size, scale_range=tuple(args.item_scale))
     images, masks, placements = generate_fashion_mnist_scenes(
         "test", args.test_scenes, seed=args.seed + 1, return_placements=True,
         items_per_scene=tuple(args.items_per_scene), **scenes)  # the benchmark's test scenes
-    predicted = scores(images).argmax(-1)
-    result = {"model": name, "model_path": str(args.model_path),
-              "test_scenes": error_breakdown(masks, predicted, num_classes),
-              "flip_tta": error_breakdown(masks, scores(images, flip=True).argmax(-1),
-                                          num_classes)}
-    fractions, right = named_right_by_visibility(placements, predicted)
-    result["by_visibility"] = visibility_table(fractions, right)
-    result["by_item_count"] = {}
-    for count in range(args.items_per_scene[0], args.items_per_scene[1] + 1):
-        k_images, k_masks = generate_fashion_mnist_scenes(
-            "test", args.test_scenes, seed=args.seed + 10 + count, items_per_scene=count, **scenes)
-        result["by_item_count"][count] = error_breakdown(k_masks, scores(k_images).argmax(-1),
-                                                         num_classes)
-    print(json.dumps(result, indent=1))
+    counts = range(args.items_per_scene[0], args.items_per_scene[1] + 1)
+    by_count = {count: generate_fashion_mnist_scenes(
+        "test", args.test_scenes, seed=args.seed + 10 + count, items_per_scene=count, **scenes)
+        for count in counts}
+    shape = (args.image_size, args.image_size, 3)
+    num_classes = len(SCENE_CLASSES)
+    results = []
+    for path in args.model_paths:
+        model = keras.saving.load_model(path)
+        if model.name not in kerascnn.list_models(task="segmentation"):
+            parser.error(f"{path}: its name {model.name!r} is not a registered segmentation model "
+                         f"(one of {kerascnn.list_models(task='segmentation')}), so its input "
+                         "preprocessing is unknown")
+        preprocessing = kerascnn.model_info(model.name).preprocessing
+
+        def scores(images, flip=False):
+            inputs = to_model_input(images, shape, preprocessing)
+            out = model.predict(inputs, batch_size=64, verbose=0)
+            if flip:  # the sum of the two runs' scores has the argmax of their mean
+                out = out + model.predict(inputs[:, :, ::-1], batch_size=64,
+                                          verbose=0)[:, :, ::-1]
+            return out
+
+        predicted = scores(images).argmax(-1)
+        fractions, right = named_right_by_visibility(placements, predicted)
+        results.append({
+            "model": model.name, "model_path": str(path),
+            "test_scenes": error_breakdown(masks, predicted, num_classes),
+            "flip_tta": error_breakdown(masks, scores(images, flip=True).argmax(-1), num_classes),
+            "by_visibility": visibility_table(fractions, right),
+            "by_item_count": {count: error_breakdown(k_masks, scores(k_images).argmax(-1),
+                                                     num_classes)
+                              for count, (k_images, k_masks) in by_count.items()}})
+    print(json.dumps(results, indent=1))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     if args.doc:
-        write_doc(args.doc, result, args, argv if argv is not None else sys.argv[1:])
+        write_doc(args.doc, results, args, argv if argv is not None else sys.argv[1:])
         print(f"wrote {args.doc}")
-    return result
+    return results
 
 
-def write_doc(path, result, args, argv):
+def write_doc(path, results, args, argv):
     shown = [a for a in argv if a not in ("--json", "--doc")]
     for flag in ("--json", "--doc"):  # the output files are not part of the measurement
         if flag in argv:
             shown.remove(argv[argv.index(flag) + 1])
-    base, flip = result["test_scenes"], result["flip_tta"]
-    lines = [
-        f"# Where `{result['model']}` misnames items",
-        "",
-        f"Command: `PYTHONPATH=. python benchmarks/segmentation_naming.py {' '.join(shown)}`",
-        "",
-        f"The model: `{args.model_path}`, saved by `benchmarks/segmentation.py --out-dir`. Test "
-        f"scenes: {args.test_scenes:,} per row, {args.image_size}x{args.image_size}, item scale "
-        f"{args.item_scale[0]}x-{args.item_scale[1]}x, textured background, items from the "
-        "Fashion-MNIST test split. Columns as in the benchmark's \"Where the score is lost\" table "
-        "(`kerascnn.training.error_breakdown`).",
-        "",
-        "| scenes | mean IoU | foreground IoU | class accuracy (pixels) | regions named right | "
-        "mIoU with true names |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
 
     def row(label, b):
         return (f"| {label} | {b['mean_iou']:.3f} | {b['foreground_iou']:.3f} | "
                 f"{100 * b['class_accuracy']:.1f} % | {100 * b['region_accuracy']:.1f} % of "
                 f"{b['regions']:,} | {b['mean_iou_true_classes']:.3f} |")
 
-    lines.append(row(f"the benchmark's ({args.items_per_scene[0]}-{args.items_per_scene[1]} "
-                     "items)", base))
-    lines.append(row("the same, flip test-time augmentation", flip))
-    for count, b in result["by_item_count"].items():
-        lines.append(row(f"{count} item{'s' if int(count) > 1 else ''} each", b))
-    lines += ["", "Items of the benchmark's test scenes by the share of their pixels that later "
-              "items leave visible; an item is named right when the majority of its visible "
-              "pixels' predicted item classes is its class:", "",
-              "| visible | items | named right |", "| --- | ---: | ---: |"]
-    for label, n, share in result["by_visibility"]:
-        lines.append(f"| {label} | {n:,} | {'n/a' if n == 0 else f'{100 * share:.1f} %'} |")
+    lines = [
+        "# Where the segmentation models misname items",
+        "",
+        f"Command: `PYTHONPATH=. python benchmarks/segmentation_naming.py {' '.join(shown)}`",
+        "",
+        "The models: `.keras` files saved by `benchmarks/segmentation.py --out-dir` (the runs of "
+        "the docs named below). Test scenes: "
+        f"{args.test_scenes:,} per row, {args.image_size}x{args.image_size}, item scale "
+        f"{args.item_scale[0]}x-{args.item_scale[1]}x, textured background, items from the "
+        "Fashion-MNIST test split; the first row's are the benchmark's own test scenes. Columns as "
+        "in the benchmark's \"Where the score is lost\" table "
+        "(`kerascnn.training.error_breakdown`). Flip test-time augmentation: the class scores of "
+        "the scene and of its left-right mirror (mirrored back), summed; it runs the model twice.",
+    ]
+    for result in results:
+        lines += ["", f"## `{result['model']}` (`{result['model_path']}`)", "",
+                  "| scenes | mean IoU | foreground IoU | class accuracy (pixels) | "
+                  "regions named right | mIoU with true names |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |",
+                  row(f"the benchmark's ({args.items_per_scene[0]}-{args.items_per_scene[1]} "
+                      "items)", result["test_scenes"]),
+                  row("the same, flip test-time augmentation", result["flip_tta"])]
+        for count, b in result["by_item_count"].items():
+            lines.append(row(f"{count} item{'s' if int(count) > 1 else ''} each", b))
+        lines += ["", "Items of the benchmark's test scenes by the share of their pixels that "
+                  "later items leave visible; an item is named right when the majority of its "
+                  "visible pixels' predicted item classes is its class:", "",
+                  "| visible | items | named right |", "| --- | ---: | ---: |"]
+        for label, n, share in result["by_visibility"]:
+            lines.append(f"| {label} | {n:,} | {'n/a' if n == 0 else f'{100 * share:.1f} %'} |")
     lines.append("")
     Path(path).write_text("\n".join(lines))
 
