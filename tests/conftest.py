@@ -1,6 +1,12 @@
-"""Shared pytest setup: quiet TensorFlow's C++ logging before anything imports Keras."""
+"""Shared pytest setup: quiet TensorFlow's C++ logging before anything imports Keras; load the
+benchmark scripts, which are not a package, as modules."""
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+
+import pytest
 
 # Must be set before TensorFlow is first imported (by Keras), or the C++ logs are already on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -12,3 +18,18 @@ def pytest_configure(config):
     config.addinivalue_line(
         "filterwarnings",
         "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """A function that imports benchmarks/<name>.py as a module (once per session) and returns it."""
+    def load(name):
+        key = f"benchmark_{name}"
+        if key not in sys.modules:
+            path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(key, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module  # dataclasses look their module up there
+            spec.loader.exec_module(module)
+        return sys.modules[key]
+    return load

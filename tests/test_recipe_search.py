@@ -5,7 +5,6 @@ generator works without TensorFlow, the NumPy augmentations keep image and mask 
 variant tables are well formed.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,12 +19,8 @@ SCRIPT = REPO_ROOT / "benchmarks" / "recipe_search_jax.py"
 
 
 @pytest.fixture(scope="module")
-def search():
-    spec = importlib.util.spec_from_file_location("recipe_search_jax", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def search(load_benchmark):
+    return load_benchmark("recipe_search_jax")
 
 
 def test_scenes_are_made_without_tensorflow():

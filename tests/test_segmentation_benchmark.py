@@ -6,29 +6,19 @@ backbone, that the export still matches Keras, and that `--out-dir` keeps the cl
 later run instead of training it again.
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from kerascnn.data.fashion_mnist import DEBIAN_DIR
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = REPO_ROOT / "benchmarks" / "segmentation.py"
 
 pytestmark = pytest.mark.skipif(not (DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists(),
                                 reason="Debian's dataset-fashion-mnist is not installed")
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("segmentation_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("segmentation")
 
 
 def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):

@@ -1,10 +1,7 @@
 """benchmarks/segmentation_naming.py: the split of a segmentation model's naming error by item
 count and by how much of each item is left visible."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +9,10 @@ import pytest
 from kerascnn.data import generate_fashion_mnist_scenes
 from kerascnn.data.fashion_mnist import DEBIAN_DIR
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "segmentation_naming.py"
-
 
 @pytest.fixture(scope="module")
-def naming():
-    spec = importlib.util.spec_from_file_location("segmentation_naming", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def naming(load_benchmark):
+    return load_benchmark("segmentation_naming")
 
 
 def _squares():
