@@ -148,8 +148,8 @@ def write_doc(path, results, args, argv):
         "",
         f"Command: `PYTHONPATH=. python benchmarks/segmentation_naming.py {' '.join(shown)}`",
         "",
-        "The models: `.keras` files saved by `benchmarks/segmentation.py --out-dir` (the runs of "
-        "the docs named below). Test scenes: "
+        "The models: `.keras` files saved by `benchmarks/segmentation.py --out-dir`. Test "
+        "scenes: "
         f"{args.test_scenes:,} per row, {args.image_size}x{args.image_size}, item scale "
         f"{args.item_scale[0]}x-{args.item_scale[1]}x, textured background, items from the "
         "Fashion-MNIST test split; the first row's are the benchmark's own test scenes. Columns as "
