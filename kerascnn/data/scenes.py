@@ -159,7 +159,7 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
         part = slice(start, min(n, start + _CHUNK))
         scene = _background(rng, part.stop - part.start, size, background, color)
         mask = np.zeros(scene.shape[:3], np.uint8)
-        owner = np.full(scene.shape[:3], -1, slot_dtype)
+        owner = np.full(scene.shape[:3], -1, slot_dtype) if instance is not None else None
         for j in range(slots):
             dy = grid[None, :] - top[part, j, None]  # (chunk, S): row offsets inside the item
             dx = grid[None, :] - left[part, j, None]
@@ -177,8 +177,9 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
                 pixels = pixels * tint[part, j, None, None, :]
             scene = np.where(foreground[..., None], pixels, scene)
             mask = np.where(foreground, (item_labels[part, j] + 1).astype(np.uint8)[:, None, None], mask)
-            owner[foreground] = j
-            area[part, j] = foreground.sum(axis=(1, 2))
+            if instance is not None:
+                owner[foreground] = j
+                area[part, j] = foreground.sum(axis=(1, 2))
         images[part] = np.round(scene).astype(np.uint8)
         masks[part] = mask
         if instance is not None:
