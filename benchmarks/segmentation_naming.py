@@ -105,20 +105,19 @@ def main(argv=None):
                          "preprocessing is unknown")
         preprocessing = kerascnn.model_info(model.name).preprocessing
 
-        def scores(images, flip=False):
-            inputs = to_model_input(images, shape, preprocessing)
-            out = model.predict(inputs, batch_size=64, verbose=0)
-            if flip:  # the sum of the two runs' scores has the argmax of their mean
-                out = out + model.predict(inputs[:, :, ::-1], batch_size=64,
-                                          verbose=0)[:, :, ::-1]
-            return out
+        def scores(images):
+            return model.predict(to_model_input(images, shape, preprocessing), batch_size=64,
+                                 verbose=0)
 
-        predicted = scores(images).argmax(-1)
+        plain = scores(images)
+        # Flip TTA: the sum of the two runs' scores has the argmax of their mean.
+        flipped = plain + scores(images[:, :, ::-1])[:, :, ::-1]
+        predicted = plain.argmax(-1)
         fractions, right = named_right_by_visibility(placements, predicted)
         results.append({
             "model": model.name, "model_path": str(path),
             "test_scenes": error_breakdown(masks, predicted, num_classes),
-            "flip_tta": error_breakdown(masks, scores(images, flip=True).argmax(-1), num_classes),
+            "flip_tta": error_breakdown(masks, flipped.argmax(-1), num_classes),
             "by_visibility": visibility_table(fractions, right),
             "by_item_count": {count: error_breakdown(k_masks, scores(k_images).argmax(-1),
                                                      num_classes)

@@ -186,8 +186,9 @@ def generate_fashion_mnist_scenes(split: str = "train", num_scenes: int = 1000, 
             instance[part] = owner
     if not return_placements:
         return images, masks
-    visible = np.stack([(instance == j).sum(axis=(1, 2)) for j in range(slots)], axis=1)
+    visible = np.stack([(instance == j).sum(axis=(1, 2), dtype=np.int64) for j in range(slots)],
+                       axis=1)
     placements = {"active": active, "index": index, "label": item_labels, "top": top,
                   "left": left, "height": height, "width": width, "area": area,
-                  "visible": visible.astype(np.int64), "instance": instance}
+                  "visible": visible, "instance": instance}
     return images, masks, placements
