@@ -19,6 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kerascnn.env import prefer_onednn
+
+prefer_onednn()  # before TensorFlow is imported: its faster CPU kernels (kerascnn/env.py)
+
 import keras
 import kerascnn
 from kerascnn.export import FlexOpsError, TFLiteModel, tflite_ops, to_tflite

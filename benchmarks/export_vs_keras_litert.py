@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from kerascnn.env import prefer_onednn
+
+prefer_onednn()  # before TensorFlow is imported: its faster CPU kernels (kerascnn/env.py)
+
 import tensorflow as tf
 
 import keras

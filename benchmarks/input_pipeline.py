@@ -182,4 +182,7 @@ in the machine's load between the rows.
 
 
 if __name__ == "__main__":
+    from kerascnn.env import prefer_onednn
+
+    prefer_onednn()  # TensorFlow's faster CPU kernels, before it is imported (kerascnn/env.py)
     sys.exit(main())

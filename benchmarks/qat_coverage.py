@@ -161,4 +161,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from kerascnn.env import prefer_onednn
+
+    prefer_onednn()  # TensorFlow's faster CPU kernels, before it is imported (kerascnn/env.py)
     main()

@@ -177,4 +177,7 @@ def write_doc(path, results, args, argv):
 
 
 if __name__ == "__main__":
+    from kerascnn.env import prefer_onednn
+
+    prefer_onednn()  # TensorFlow's faster CPU kernels, before it is imported (kerascnn/env.py)
     main()

@@ -17,6 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from kerascnn.env import prefer_onednn
+
+prefer_onednn()  # before TensorFlow is imported: its faster CPU kernels (kerascnn/env.py)
 
 import keras
 import kerascnn

@@ -25,8 +25,11 @@ import os
 import re
 import sys
 
+from kerascnn.env import prefer_onednn
+
 # Must be set before TensorFlow is imported (through keras) to take effect.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+prefer_onednn()  # TensorFlow's faster CPU kernels where it leaves them off (kerascnn/env.py)
 
 from kerascnn import __version__, registry  # noqa: E402  (after the environment is set)
 from kerascnn.analysis.cli import add_commands as add_analysis_commands  # noqa: E402

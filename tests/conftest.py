@@ -1,5 +1,5 @@
-"""Shared pytest setup: quiet TensorFlow's C++ logging before anything imports Keras; load the
-benchmark scripts, which are not a package, as modules."""
+"""Shared pytest setup: quiet TensorFlow's C++ logging and fix its CPU kernels before anything
+imports Keras; load the benchmark scripts, which are not a package, as modules."""
 
 import importlib.util
 import os
@@ -10,6 +10,11 @@ import pytest
 
 # Must be set before TensorFlow is first imported (by Keras), or the C++ logs are already on.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One choice of TensorFlow's CPU kernels for the whole run: the entry points under test
+# (kerascnn.cli, the benchmarks) ask for oneDNN's when the variable is unset, and would otherwise
+# switch the kernels of every later test in the same worker. "0" is TensorFlow's own default on
+# the CPUs this suite is run on (AVX2, no AVX-512); tests/test_env.py runs the oneDNN path.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 def pytest_configure(config):

@@ -25,11 +25,12 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     rows_path, out = tmp_path / "rows.json", tmp_path / "run"
     bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
                 "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(out),
-                "--decoder-filters", "48", "32", "24", "16", "8",
+                "--decoder-filters", "48", "32", "24", "16", "8", "--separable-decoder",
                 "--json", str(rows_path)])
     (row,) = json.loads(rows_path.read_text())
     assert row["model"] == "unet_mobilenet_v2"
-    assert row["kwargs"] == {"decoder_filters": [48, 32, 24, 16, 8], "upsampling": "bilinear"}
+    assert row["kwargs"] == {"decoder_filters": [48, 32, 24, 16, 8], "upsampling": "bilinear",
+                             "separable": True}
     assert row["copied_layers"] > 50  # every backbone layer of MobileNetV2 came from the classifier
     assert row["resumed"] is False
     assert row["argmax_agreement"] > 0.999 and row["max_abs_diff"] < 1e-4

@@ -16,6 +16,7 @@ import pytest
 import keras
 import kerascnn
 from keras import layers
+from kerascnn.blocks.decoder import apply_unet_decoder_block
 from kerascnn.blocks.upsample import BilinearUpsampling, apply_upsample_block, bilinear_kernel
 from kerascnn.export import TFLiteModel, tflite_ops, to_tflite
 from kerascnn.models.segmentation import transfer_backbone
@@ -179,6 +180,52 @@ def test_separable_option_makes_aspp_and_decoder_depthwise():
     assert head_depthwise(separable) == ["aspp_b1_dw_conv", "aspp_b2_dw_conv", "aspp_b3_dw_conv",
                                          "decoder_conv1_dw_conv", "decoder_conv2_dw_conv"]
     assert separable.count_params() < plain.count_params()
+
+
+def test_unet_separable_decoder_is_depthwise_and_converts():
+    """`separable=True` turns every 3x3 convolution of the U-Net decoder into depthwise 3x3 + 1x1
+    (and nothing in the backbone changes); the model still converts to builtin ops and matches
+    Keras."""
+    kwargs = dict(input_shape=(64, 64, 3), classes=5, alpha=0.35)
+    plain = kerascnn.build("unet_mobilenet_v2", **kwargs)
+    separable = kerascnn.build("unet_mobilenet_v2", separable=True, **kwargs)
+
+    def decoder(model, kind):
+        return sorted(l.name for l in model.layers
+                      if type(l) is kind and l.name.startswith("decoder_"))
+
+    assert decoder(plain, layers.DepthwiseConv2D) == []
+    assert decoder(separable, layers.DepthwiseConv2D) == [
+        f"decoder_block{k}_conv{j}_dw_conv" for k in range(1, 6) for j in (1, 2)]
+    assert decoder(separable, layers.Conv2D) == [
+        f"decoder_block{k}_conv{j}_pw_conv" for k in range(1, 6) for j in (1, 2)]
+    assert all(l.kernel_size == (1, 1) for l in separable.layers
+               if l.name.endswith("_pw_conv") and l.name.startswith("decoder_"))
+    backbone = {l.name: l.count_params() for l in plain.layers if l.name.startswith("stage")}
+    assert backbone == {l.name: l.count_params() for l in separable.layers
+                        if l.name.startswith("stage")}
+    assert separable.count_params() < plain.count_params()
+    calibrate_batchnorm(separable, images(4, 64, seed=1))
+    content = to_tflite(separable, "float32")
+    ops = tflite_ops(content)
+    assert "DEPTHWISE_CONV_2D" in ops
+    assert not any(op == "CUSTOM" or op.startswith("Flex") for op in ops), ops
+    x = images(2, 64)
+    # Within 1e-4 or 4x the model's float32 rounding noise, as test_float32_tflite_matches_keras.
+    # The randomly initialised separable decoder amplifies that noise: about 1.3e-3 here.
+    tolerance = max(1e-4, 4 * keras_rounding_noise(separable, x))
+    np.testing.assert_allclose(TFLiteModel(content)(x), separable.predict(x, verbose=0),
+                               atol=tolerance)
+
+
+def test_unet_separable_argument_is_checked():
+    with pytest.raises(ValueError, match=re.escape("Received: separable='yes'")):
+        kerascnn.build("unet_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35, separable="yes")
+    with pytest.raises(TypeError, match="'separable'"):  # the symmetric U-Net has no option
+        kerascnn.build("unet", input_shape=(64, 64, 3), separable=True)
+    with pytest.raises(ValueError, match=re.escape("needs `batch_norm=True`")):
+        apply_unet_decoder_block(keras.Input((8, 8, 4)), None, filters=4, batch_norm=False,
+                                 separable=True, name="block")
 
 
 @pytest.mark.parametrize("name", ONE_PER_HEAD)

@@ -17,8 +17,8 @@ from kerascnn.blocks.upsample import apply_upsample_block
 
 
 def apply_unet_decoder_block(x, skip, *, filters, up_filters=None, upsampling="nearest",
-                             up_kernel_size=None, batch_norm=True, bn_epsilon=BN_EPSILON,
-                             bn_momentum=BN_MOMENTUM, name):
+                             up_kernel_size=None, batch_norm=True, separable=False,
+                             bn_epsilon=BN_EPSILON, bn_momentum=BN_MOMENTUM, name):
     """Upsample x2 [-> up-conv] [-> concat skip] -> (3x3 conv -> BN -> ReLU) x 2.
 
     Args:
@@ -32,10 +32,17 @@ def apply_unet_decoder_block(x, skip, *, filters, up_filters=None, upsampling="n
             "transpose": the paper's 2x2 up-convolution, whose windows do not overlap).
         batch_norm: BatchNormalization after each 3x3 convolution (convolutions without it carry
             a bias).
+        separable: depthwise-separable 3x3 convolutions (depthwise 3x3 -> BN -> ReLU -> 1x1 ->
+            BN -> ReLU), as in DeepLabv3+'s decoder; needs `batch_norm`. Much cheaper at full
+            resolution, where a U-Net spends most of its training step.
 
     Layer names: {name}_up_resize, {name}_up_conv or {name}_up_deconv, {name}_concat,
-    {name}_conv1_*, {name}_conv2_*.
+    {name}_conv1_*, {name}_conv2_* (separable: {name}_conv{j}_dw_*, {name}_conv{j}_pw_*).
     """
+    if separable and not batch_norm:
+        raise ValueError("`separable=True` needs `batch_norm=True` (each part of the separable "
+                         "convolution is followed by batch norm). Received: separable=True, "
+                         "batch_norm=False")
     if upsampling == "transpose":
         up_kernel_size = 2 if up_kernel_size is None else up_kernel_size
     x = apply_upsample_block(x, factor=2, mode=upsampling, filters=up_filters,
@@ -44,9 +51,14 @@ def apply_unet_decoder_block(x, skip, *, filters, up_filters=None, upsampling="n
     if skip is not None:
         x = layers.Concatenate(name=f"{name}_concat")([x, skip])
     for j in (1, 2):
-        x = apply_conv_bn_act_block(x, filters=filters, kernel_size=3, batch_norm=batch_norm,
-                                    use_bias=not batch_norm, bn_epsilon=bn_epsilon,
-                                    bn_momentum=bn_momentum, name=f"{name}_conv{j}")
+        if separable:
+            x = apply_separable_conv_bn_act_block(x, filters=filters, separable=True,
+                                                  bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+                                                  name=f"{name}_conv{j}")
+        else:
+            x = apply_conv_bn_act_block(x, filters=filters, kernel_size=3, batch_norm=batch_norm,
+                                        use_bias=not batch_norm, bn_epsilon=bn_epsilon,
+                                        bn_momentum=bn_momentum, name=f"{name}_conv{j}")
     return x
 
 
