@@ -3,10 +3,11 @@
 TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI, BF16 or AMX
 (Intel's recent server parts). On others, such as the 2-core AMD EPYC (AVX2) this project is
 developed on, it keeps its own Eigen kernels unless `TF_ENABLE_ONEDNN_OPTS=1` is set before the
-import. There the oneDNN kernels train much faster (measured in docs/onednn.md):
+import. There the oneDNN kernels train faster (docs/onednn.md, `benchmarks/onednn.py`):
 
-- MobileNetV2 classifier step (alpha 0.5, 32x32, batch 128): 160 ms -> 118 ms;
-- U-Net / DeepLabv3+ on MobileNetV2 (64x64, batch 32): 322 -> 212 ms and 293 -> 193 ms.
+- the main job's MobileNetV2 step (alpha 0.5, 32x32, batch 128): 160 -> 132 ms;
+- unet_mobilenet_v2 / deeplabv3_plus_mobilenet_v2 (64x64, batch 32): 297 -> 225 ms and
+  319 -> 211 ms.
 
 Our entry points (the `kerascnn` command and the scripts in benchmarks/) call `prefer_onednn()`
 first. Importing the package does not: a library should not change the process it is imported
