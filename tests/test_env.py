@@ -45,7 +45,8 @@ def test_prefer_onednn_keeps_the_users_choice():
 
 def test_prefer_onednn_does_nothing_once_tensorflow_is_imported():
     code = "import tensorflow\n" + textwrap.dedent(CHECK)
-    assert run_python(code, TF_ENABLE_ONEDNN_OPTS=None) == ["False", "None", "False"]
+    # The kernels are then TensorFlow's choice for this CPU, whichever it is.
+    assert run_python(code, TF_ENABLE_ONEDNN_OPTS=None)[:2] == ["False", "None"]
 
 
 def test_the_cli_asks_for_onednn_and_the_package_does_not():
