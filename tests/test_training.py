@@ -271,6 +271,43 @@ def test_killed_run_resumes_from_its_backup(tmp_path):
     keras.saving.load_model(out / "last.keras")  # a complete checkpoint
 
 
+def test_run_killed_again_in_its_first_resumed_epoch_keeps_its_place(tmp_path):
+    """Killed in epoch 2, resumed, killed again in that resumed epoch after a backup: the backup
+    records epoch 2 (Keras's own callback wrote 0 there, and the third run started over)."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(SCRIPT), str(out), "--epochs", "3", "--steps", "30",
+               "--sleep", "0.05"]
+
+    def run_until(condition):
+        process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        deadline = time.time() + 240
+        while time.time() < deadline and process.poll() is None and not condition():
+            time.sleep(0.05)
+        assert process.poll() is None, "ended before it could be killed: " + \
+            process.stderr.read().decode()[-2000:]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return process
+
+    first = run_until(lambda: _backup_epoch(out) >= 1)
+    backup = out / "backup" / "training_metadata.json"
+    first_backup = backup.stat().st_mtime_ns
+    # The second run restores epoch 1 and writes its first backup 5 steps into that epoch.
+    second = run_until(lambda: backup.exists() and backup.stat().st_mtime_ns != first_backup)
+    started = {p.name: [int(e) for e in p.read_text().split()] for p in out.glob("started-*.txt")}
+    assert started[f"started-{second.pid}.txt"][0] == 1
+    assert _backup_epoch(out) == 1
+
+    third = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    started = {p.name: [int(e) for e in p.read_text().split()] for p in out.glob("started-*.txt")}
+    (third_epochs,) = [epochs for name, epochs in started.items()
+                       if name not in {f"started-{first.pid}.txt", f"started-{second.pid}.txt"}]
+    assert third_epochs == [1, 2], started
+    assert json.loads((out / "results.json").read_text())["epochs"] == 3
+
+
 def _backup_epoch(out):
     try:
         return json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]

@@ -258,6 +258,21 @@ def save_atomically(model, path) -> None:
         raise
 
 
+class ResumingBackup(keras.callbacks.BackupAndRestore):
+    """Keras's `BackupAndRestore` with the epoch of a resumed run's first backups fixed.
+
+    Keras 3 (3.15) restores the epoch a run was killed in, but its callback counts epochs from 0
+    again until the first epoch of the resumed run ends. A backup taken in that epoch (every
+    `save_freq` steps) records epoch 0, so a second kill there restarted the run from epoch 0,
+    with trained weights and an optimizer step count past the schedule's end. This callback
+    starts counting at the restored epoch.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._current_epoch = getattr(self.model, "_initial_epoch", None) or 0
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
     """Saves the model after each epoch (or only when `monitor` improves), atomically.
 
@@ -457,9 +472,8 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
         all_callbacks += [
             # Two generations of backup: a kill during the write leaves a corrupt latest file,
             # and Keras then restores the previous one.
-            keras.callbacks.BackupAndRestore(str(out / "backup"),
-                                             save_freq=backup_every_steps or "epoch",
-                                             double_checkpoint=True),
+            ResumingBackup(str(out / "backup"), save_freq=backup_every_steps or "epoch",
+                           double_checkpoint=True),
             AtomicCheckpoint(out / "best.keras", monitor=monitor),
             AtomicCheckpoint(out / "last.keras"),
             keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
