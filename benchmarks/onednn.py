@@ -26,13 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# name -> (registry name, build kwargs, input size, batch, classes)
+# registry name -> (build kwargs, input size, batch, classes). The segmentation models also get
+# the kwargs benchmarks/segmentation.py builds them with (its MODEL_KWARGS).
 MODELS = {
-    "mobilenet_v2": ("mobilenet_v2", {"alpha": 0.5, "output_stride": 16}, 32, 128, 10),
-    "unet_mobilenet_v2": ("unet_mobilenet_v2",
-                          {"alpha": 0.35, "decoder_filters": (96, 64, 48, 32, 16)}, 64, 32, 11),
-    "deeplabv3_plus_mobilenet_v2": ("deeplabv3_plus_mobilenet_v2",
-                                    {"alpha": 0.35, "separable": True}, 64, 32, 11),
+    "mobilenet_v2": ({"alpha": 0.5, "output_stride": 16}, 32, 128, 10),
+    "unet_mobilenet_v2": ({"alpha": 0.35}, 64, 32, 11),
+    "deeplabv3_plus_mobilenet_v2": ({"alpha": 0.35}, 64, 32, 11),
 }
 LABELS = {
     "mobilenet_v2": "mobilenet_v2 (the main job's: alpha 0.5, 32x32, output stride 16), batch 128",
@@ -55,10 +54,14 @@ def measure(name: str, steps: int) -> dict:
     import kerascnn
     from kerascnn.training import fused_batchnorm
 
-    key, kwargs, size, batch, classes = MODELS[name]
+    kwargs, size, batch, classes = MODELS[name]
+    segmentation = kerascnn.model_info(name).task == "segmentation"
+    if segmentation:
+        from segmentation import MODEL_KWARGS  # benchmarks/, on the path of this script's process
+
+        kwargs = {**kwargs, **MODEL_KWARGS[name]}
     keras.utils.set_random_seed(0)
-    model = kerascnn.build(key, input_shape=(size, size, 3), classes=classes, **kwargs)
-    segmentation = kerascnn.model_info(key).task == "segmentation"
+    model = kerascnn.build(name, input_shape=(size, size, 3), classes=classes, **kwargs)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3) if segmentation else
                   keras.optimizers.SGD(0.01, momentum=0.9),
                   loss="sparse_categorical_crossentropy")
