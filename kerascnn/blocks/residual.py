@@ -42,6 +42,25 @@ def _apply_projection_shortcut(x, *, filters, strides, shortcut_type, use_bias, 
     return x
 
 
+def close_residual_block(x, residual, *, strides, shortcut, shortcut_type="projection",
+                         se_ratio=None, drop_rate=0.0, use_bias, bn_epsilon, bn_momentum, name):
+    """The end every post-activation block shares: [SE ->] [+ shortcut ->] ReLU.
+
+    `x` is the residual branch after its last BN, `residual` the block's input. The shortcut is
+    projected when the block changes the resolution or the channels. Layer names: {name}_se_*,
+    {name}_shortcut_*, {name}_drop, {name}_add, {name}_out.
+    """
+    if se_ratio:
+        x = _apply_se(x, se_ratio, name)
+    if shortcut:
+        if strides != 1 or residual.shape[-1] != x.shape[-1]:
+            residual = _apply_projection_shortcut(
+                residual, filters=x.shape[-1], strides=strides, shortcut_type=shortcut_type,
+                use_bias=use_bias, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name)
+        x = _add_residual(residual, x, drop_rate, name)
+    return layers.ReLU(name=f"{name}_out")(x)
+
+
 def apply_basic_block(x, *, filters, strides=1, dilation_rate=1, shortcut=True,
                       shortcut_type="projection", se_ratio=None, use_bias=False,
                       bn_epsilon=RESNET_BN_EPSILON, bn_momentum=BN_MOMENTUM, drop_rate=0.0, name):
@@ -57,14 +76,9 @@ def apply_basic_block(x, *, filters, strides=1, dilation_rate=1, shortcut=True,
                                 name=f"{name}_conv1", **common)
     x = apply_conv_bn_act_block(x, filters=filters, kernel_size=3, dilation_rate=dilation_rate,
                                 padding="symmetric", activation=None, name=f"{name}_conv2", **common)
-    if se_ratio:
-        x = _apply_se(x, se_ratio, name)
-    if shortcut:
-        if strides != 1 or residual.shape[-1] != filters:
-            residual = _apply_projection_shortcut(residual, filters=filters, strides=strides,
-                                                  shortcut_type=shortcut_type, name=name, **common)
-        x = _add_residual(residual, x, drop_rate, name)
-    return layers.ReLU(name=f"{name}_out")(x)
+    return close_residual_block(x, residual, strides=strides, shortcut=shortcut,
+                                shortcut_type=shortcut_type, se_ratio=se_ratio, drop_rate=drop_rate,
+                                name=name, **common)
 
 
 def apply_bottleneck_block(x, *, filters, strides=1, dilation_rate=1, shortcut=True,
@@ -92,14 +106,8 @@ def apply_bottleneck_block(x, *, filters, strides=1, dilation_rate=1, shortcut=T
                                 **common)
     x = apply_conv_bn_act_block(x, filters=4 * filters, kernel_size=1, activation=None,
                                 name=f"{name}_conv3", **common)
-    if se_ratio:
-        x = _apply_se(x, se_ratio, name)
-    if shortcut:
-        if strides != 1 or residual.shape[-1] != 4 * filters:
-            residual = _apply_projection_shortcut(residual, filters=4 * filters, strides=strides,
-                                                  shortcut_type="projection", name=name, **common)
-        x = _add_residual(residual, x, drop_rate, name)
-    return layers.ReLU(name=f"{name}_out")(x)
+    return close_residual_block(x, residual, strides=strides, shortcut=shortcut,
+                                se_ratio=se_ratio, drop_rate=drop_rate, name=name, **common)
 
 
 def apply_preact_bottleneck_block(x, *, filters, strides=1, dilation_rate=1, conv_shortcut=False,

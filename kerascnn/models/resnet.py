@@ -38,9 +38,8 @@ import dataclasses
 from keras import layers
 
 from kerascnn.blocks.conv import BN_MOMENTUM, apply_conv_bn_act_block
-from kerascnn.blocks.residual import (RESNET_BN_EPSILON, _add_residual, _apply_projection_shortcut,
-                                      _apply_se, apply_basic_block, apply_bottleneck_block,
-                                      apply_preact_bottleneck_block)
+from kerascnn.blocks.residual import (RESNET_BN_EPSILON, apply_basic_block, apply_bottleneck_block,
+                                      apply_preact_bottleneck_block, close_residual_block)
 from kerascnn.layers.deformable import DeformableConv2D
 from kerascnn.models.common import (check_choice, check_head_args, check_number, entry_signature,
                                     finish_classifier, resolve_input)
@@ -145,14 +144,8 @@ def _apply_deformable_bottleneck_block(x, *, filters, strides=1, dilation_rate=1
     x = layers.ReLU(name=f"{name}_conv2_relu")(x)
     x = apply_conv_bn_act_block(x, filters=4 * filters, kernel_size=1, activation=None,
                                 name=f"{name}_conv3", **common)
-    if se_ratio:
-        x = _apply_se(x, se_ratio, name)
-    if shortcut:
-        if strides != 1 or residual.shape[-1] != 4 * filters:
-            residual = _apply_projection_shortcut(residual, filters=4 * filters, strides=strides,
-                                                  shortcut_type="projection", name=name, **common)
-        x = _add_residual(residual, x, drop_rate, name)
-    return layers.ReLU(name=f"{name}_out")(x)
+    return close_residual_block(x, residual, strides=strides, shortcut=shortcut,
+                                se_ratio=se_ratio, drop_rate=drop_rate, name=name, **common)
 
 
 def resnet(spec: ResNetSpec, *, input_shape=None, input_tensor=None, include_top=True,
