@@ -269,6 +269,13 @@ def test_argument_errors():
         make_pipeline(ds, training=False, resize_method="cubic", **common)
     with pytest.raises(ValueError, match="input_shape"):
         make_pipeline(ds, training=False, input_shape=(8, 8), preprocessing=UNIT)
+    with pytest.raises(ValueError, match="`preprocessing` is required"):
+        make_pipeline(ds, training=False, input_shape=(8, 8, 3), preprocessing=None)
+    with pytest.raises(ValueError, match=r"needs 'scale' and 'offset'. Received: preprocessing="):
+        make_pipeline(ds, training=False, input_shape=(8, 8, 3), preprocessing={"scale": 1.0})
+    with pytest.raises(ValueError, match=r"scale has 2 values for a 3-channel input"):
+        make_pipeline(ds, training=False, input_shape=(8, 8, 3),
+                      preprocessing={"scale": (1.0, 0.5), "offset": 0.0})
 
 
 @pytest.mark.parametrize("mixup_alpha,cutmix_alpha", [(0.4, 0.0), (0.0, 1.0), (0.4, 1.0)])

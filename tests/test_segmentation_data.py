@@ -235,6 +235,11 @@ def test_pipeline_argument_errors():
         make_segmentation_pipeline(ds, training=True, scale_range=(2.0, 0.5), **common)
     with pytest.raises(ValueError, match=r"\(image, mask\)"):
         make_segmentation_pipeline(ds.map(lambda x, y: x), training=False, **common)
+    with pytest.raises(ValueError, match="`preprocessing` is required"):
+        make_segmentation_pipeline(ds, training=False, input_shape=(8, 8, 3), preprocessing=None)
+    with pytest.raises(ValueError, match=r"offset has 2 values for a 3-channel input"):
+        make_segmentation_pipeline(ds, training=False, input_shape=(8, 8, 3),
+                                   preprocessing={"scale": 1.0, "offset": (0.0, 1.0)})
 
 
 # --- TFDS ---------------------------------------------------------------------------------------

@@ -130,17 +130,8 @@ def make_pipeline(dataset, *, input_shape, preprocessing, training, batch_size=1
     if (mixing or one_hot) and (num_classes is None or int(num_classes) < 2):
         raise ValueError("MixUp/CutMix and one-hot labels need `num_classes` (>= 2). "
                          f"Received: num_classes={num_classes!r}")
-    if training and deterministic and seed is None:
-        raise ValueError("A deterministic training pipeline needs an int `seed` for its shuffle and "
-                         "augmentation. Received: seed=None")
-    prep = _as_prep_dict(preprocessing)
-    scale = tf.constant(_per_channel(prep["scale"], channels, "scale"), tf.float32)
-    offset = tf.constant(_per_channel(prep["offset"], channels, "offset"), tf.float32)
-    bgr = prep.get("channel_order") == "BGR"
-    if drop_remainder is None:
-        drop_remainder = bool(training)
-    # Validation keeps the source order always; training may let parallel maps reorder for speed.
-    deterministic = bool(deterministic) or not training
+    deterministic, drop_remainder = run_settings(training=training, deterministic=deterministic,
+                                                 seed=seed, drop_remainder=drop_remainder)
     autotune = tf.data.AUTOTUNE
 
     image_spec = dataset.element_spec[0]
@@ -171,7 +162,7 @@ def make_pipeline(dataset, *, input_shape, preprocessing, training, batch_size=1
     ds = dataset.map(prepare, num_parallel_calls=autotune, deterministic=deterministic)
     ds = cache_and_shuffle(ds, cache=cache, training=training, shuffle_buffer=shuffle_buffer,
                            seed=seed)
-    normalize = normalizer(cached_channels, channels, bgr=bgr, scale=scale, offset=offset)
+    normalize = normalizer(preprocessing, cached_channels, channels)
 
     def encode(label):
         return tf.one_hot(label, int(num_classes), dtype=tf.float32) if one_hot else label
@@ -278,9 +269,28 @@ def cache_and_shuffle(ds, *, cache, training, shuffle_buffer, seed):
     return ds
 
 
-def normalizer(cached_channels, channels, *, bgr, scale, offset):
-    """The map from a cached image to the model's input: channel expansion, RGB->BGR, scale and
-    offset."""
+def run_settings(*, training, deterministic, seed, drop_remainder):
+    """(deterministic, drop_remainder) as a pipeline applies them; shared by the classification and
+    segmentation pipelines. A deterministic training pipeline needs a seed; validation keeps the
+    source order always, training may let parallel maps reorder for speed; only training drops
+    the last partial batch by default."""
+    if training and deterministic and seed is None:
+        raise ValueError("A deterministic training pipeline needs an int `seed` for its shuffle and "
+                         "augmentation. Received: seed=None")
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    return bool(deterministic) or not training, drop_remainder
+
+
+def normalizer(preprocessing, cached_channels, channels):
+    """The map from a cached image (`cached_channels` channels) to the model's input: channel
+    expansion, RGB->BGR, scale and offset; shared by the classification and segmentation
+    pipelines."""
+    prep = _as_prep_dict(preprocessing)
+    scale = tf.constant(_per_channel(prep["scale"], channels, "scale"), tf.float32)
+    offset = tf.constant(_per_channel(prep["offset"], channels, "offset"), tf.float32)
+    bgr = prep.get("channel_order") == "BGR"
+
     def normalize(image):
         image = _convert_channels(tf.cast(image, tf.float32), cached_channels, channels)
         if bgr:

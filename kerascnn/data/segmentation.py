@@ -37,8 +37,8 @@ import tensorflow as tf
 
 from kerascnn.data import augment as augment_lib
 from kerascnn.data.scenes import SCENE_CLASSES, generate_fashion_mnist_scenes
-from kerascnn.data.pipeline import (_RESIZE_METHODS, _as_prep_dict, _convert_channels, _per_channel,
-                                    cache_and_shuffle, model_pipeline_kwargs, normalizer)
+from kerascnn.data.pipeline import (_RESIZE_METHODS, _convert_channels, cache_and_shuffle,
+                                    model_pipeline_kwargs, normalizer, run_settings)
 from kerascnn.data.sources import _with_class_names, prepared_tfds
 
 SEGMENTATION_AUGMENTATIONS = ("flip", "crop", "random_scale", "none")
@@ -352,16 +352,8 @@ def make_segmentation_pipeline(dataset, *, input_shape, preprocessing, training,
     if not 0 < low <= high:
         raise ValueError(f"`scale_range` must be (low, high) with 0 < low <= high. "
                          f"Received: scale_range={scale_range!r}")
-    if training and deterministic and seed is None:
-        raise ValueError("A deterministic training pipeline needs an int `seed` for its shuffle and "
-                         "augmentation. Received: seed=None")
-    prep = _as_prep_dict(preprocessing)
-    scale = tf.constant(_per_channel(prep["scale"], channels, "scale"), tf.float32)
-    offset = tf.constant(_per_channel(prep["offset"], channels, "offset"), tf.float32)
-    bgr = prep.get("channel_order") == "BGR"
-    if drop_remainder is None:
-        drop_remainder = bool(training)
-    deterministic = bool(deterministic) or not training
+    deterministic, drop_remainder = run_settings(training=training, deterministic=deterministic,
+                                                 seed=seed, drop_remainder=drop_remainder)
     autotune = tf.data.AUTOTUNE
 
     if not isinstance(dataset.element_spec, tuple) or len(dataset.element_spec) != 2:
@@ -399,7 +391,7 @@ def make_segmentation_pipeline(dataset, *, input_shape, preprocessing, training,
     ds = dataset.map(prepare, num_parallel_calls=autotune, deterministic=deterministic)
     ds = cache_and_shuffle(ds, cache=cache, training=training, shuffle_buffer=shuffle_buffer,
                            seed=seed)
-    normalize = normalizer(cached_channels, channels, bgr=bgr, scale=scale, offset=offset)
+    normalize = normalizer(preprocessing, cached_channels, channels)
 
     if training and names:
         seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1,
