@@ -269,6 +269,10 @@ def test_argument_errors():
         make_pipeline(ds, training=False, resize_method="cubic", **common)
     with pytest.raises(ValueError, match="input_shape"):
         make_pipeline(ds, training=False, input_shape=(8, 8), preprocessing=UNIT)
+    with pytest.raises(ValueError, match=r"1 or 3 channels. Received: input_shape=\(8, 8, 2\)"):
+        make_pipeline(ds, training=False, input_shape=(8, 8, 2), preprocessing=UNIT)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        make_pipeline(ds, training=False, batch_size=0, **common)
     with pytest.raises(ValueError, match="`preprocessing` is required"):
         make_pipeline(ds, training=False, input_shape=(8, 8, 3), preprocessing=None)
     with pytest.raises(ValueError, match=r"needs 'scale' and 'offset'. Received: preprocessing="):

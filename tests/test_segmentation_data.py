@@ -235,6 +235,12 @@ def test_pipeline_argument_errors():
         make_segmentation_pipeline(ds, training=True, scale_range=(2.0, 0.5), **common)
     with pytest.raises(ValueError, match=r"\(image, mask\)"):
         make_segmentation_pipeline(ds.map(lambda x, y: x), training=False, **common)
+    with pytest.raises(ValueError, match="Received: resize_method='cubic'"):
+        make_segmentation_pipeline(ds, training=False, resize_method="cubic", **common)
+    with pytest.raises(ValueError, match="Received: batch_size=-1"):
+        make_segmentation_pipeline(ds, training=False, batch_size=-1, **common)
+    with pytest.raises(ValueError, match="input_shape"):
+        make_segmentation_pipeline(ds, training=False, input_shape=(8, None, 3), preprocessing=UNIT)
     with pytest.raises(ValueError, match="`preprocessing` is required"):
         make_segmentation_pipeline(ds, training=False, input_shape=(8, 8, 3), preprocessing=None)
     with pytest.raises(ValueError, match=r"offset has 2 values for a 3-channel input"):

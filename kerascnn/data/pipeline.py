@@ -111,17 +111,7 @@ def make_pipeline(dataset, *, input_shape, preprocessing, training, batch_size=1
         ...                       preprocessing=info.preprocessing, training=True, seed=0)
     """
     names = augment_lib.normalize_augment(augment)
-    if len(input_shape) != 3 or any(d is None or int(d) <= 0 for d in input_shape):
-        raise ValueError(f"`input_shape` must be (height, width, channels) with known sizes. "
-                         f"Received: input_shape={input_shape!r}")
-    height, width, channels = (int(d) for d in input_shape)
-    if channels not in (1, 3):
-        raise ValueError(f"Models take 1 or 3 channels. Received: input_shape={input_shape!r}")
-    if resize_method not in _RESIZE_METHODS:
-        raise ValueError(f"`resize_method` must be one of {_RESIZE_METHODS}. "
-                         f"Received: resize_method={resize_method!r}")
-    if int(batch_size) <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    height, width, channels = check_input_args(input_shape, resize_method, batch_size)
     for name, alpha in (("mixup_alpha", mixup_alpha), ("cutmix_alpha", cutmix_alpha)):
         if alpha is None or float(alpha) < 0:
             raise ValueError(f"`{name}` must be >= 0 (0 turns it off). Received: {name}={alpha!r}")
@@ -267,6 +257,23 @@ def cache_and_shuffle(ds, *, cache, training, shuffle_buffer, seed):
             buffer = min(buffer, size)
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     return ds
+
+
+def check_input_args(input_shape, resize_method, batch_size) -> tuple:
+    """(height, width, channels) of `input_shape` after checking it, `resize_method` and
+    `batch_size`; shared by the classification and segmentation pipelines."""
+    if len(input_shape) != 3 or any(d is None or int(d) <= 0 for d in input_shape):
+        raise ValueError(f"`input_shape` must be (height, width, channels) with known sizes. "
+                         f"Received: input_shape={input_shape!r}")
+    height, width, channels = (int(d) for d in input_shape)
+    if channels not in (1, 3):
+        raise ValueError(f"Models take 1 or 3 channels. Received: input_shape={input_shape!r}")
+    if resize_method not in _RESIZE_METHODS:
+        raise ValueError(f"`resize_method` must be one of {_RESIZE_METHODS}. "
+                         f"Received: resize_method={resize_method!r}")
+    if int(batch_size) <= 0:
+        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    return height, width, channels
 
 
 def run_settings(*, training, deterministic, seed, drop_remainder):

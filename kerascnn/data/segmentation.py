@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from kerascnn.data import augment as augment_lib
 from kerascnn.data.scenes import SCENE_CLASSES, generate_fashion_mnist_scenes
-from kerascnn.data.pipeline import (_RESIZE_METHODS, _convert_channels, cache_and_shuffle,
+from kerascnn.data.pipeline import (_convert_channels, cache_and_shuffle, check_input_args,
                                     model_pipeline_kwargs, normalizer, run_settings)
 from kerascnn.data.sources import _with_class_names, prepared_tfds
 
@@ -337,17 +337,7 @@ def make_segmentation_pipeline(dataset, *, input_shape, preprocessing, training,
         ...     input_shape=(64, 64, 3), preprocessing=info.preprocessing, training=True, seed=0)
     """
     names = _normalize_augment(augment)
-    if len(input_shape) != 3 or any(d is None or int(d) <= 0 for d in input_shape):
-        raise ValueError(f"`input_shape` must be (height, width, channels) with known sizes. "
-                         f"Received: input_shape={input_shape!r}")
-    height, width, channels = (int(d) for d in input_shape)
-    if channels not in (1, 3):
-        raise ValueError(f"Models take 1 or 3 channels. Received: input_shape={input_shape!r}")
-    if resize_method not in _RESIZE_METHODS:
-        raise ValueError(f"`resize_method` must be one of {_RESIZE_METHODS}. "
-                         f"Received: resize_method={resize_method!r}")
-    if int(batch_size) <= 0:
-        raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
+    height, width, channels = check_input_args(input_shape, resize_method, batch_size)
     low, high = (float(v) for v in scale_range)
     if not 0 < low <= high:
         raise ValueError(f"`scale_range` must be (low, high) with 0 < low <= high. "
