@@ -85,53 +85,13 @@ public final class Preprocessor {
     /** Android Bitmap pixels ({@code getPixels}: 0xAARRGGBB, alpha ignored), row-major. */
     public static Resize.Source argb(final int[] pixels, final int width, final int height) {
         checkSize(pixels.length, width, height, 1);
-        return new Resize.Source() {
-            @Override
-            public int height() {
-                return height;
-            }
-
-            @Override
-            public int width() {
-                return width;
-            }
-
-            @Override
-            public int channels() {
-                return 3;
-            }
-
-            @Override
-            public float get(int y, int x, int c) {
-                return (pixels[y * width + x] >> (16 - 8 * c)) & 0xFF;
-            }
-        };
+        return Resize.source(height, width, 3, (y, x, c) -> (pixels[y * width + x] >> (16 - 8 * c)) & 0xFF);
     }
 
     /** Interleaved RGB bytes (0..255), row-major. */
     public static Resize.Source rgb(final byte[] pixels, final int width, final int height) {
         checkSize(pixels.length, width, height, 3);
-        return new Resize.Source() {
-            @Override
-            public int height() {
-                return height;
-            }
-
-            @Override
-            public int width() {
-                return width;
-            }
-
-            @Override
-            public int channels() {
-                return 3;
-            }
-
-            @Override
-            public float get(int y, int x, int c) {
-                return pixels[(y * width + x) * 3 + c] & 0xFF;
-            }
-        };
+        return Resize.source(height, width, 3, (y, x, c) -> pixels[(y * width + x) * 3 + c] & 0xFF);
     }
 
     /** The normalised float input (x * scale + offset) for ARGB pixels; a new array. */
@@ -232,50 +192,11 @@ public final class Preprocessor {
             return image;
         }
         if (have == 3 && channels == 1) {
-            return new Resize.Source() {
-                @Override
-                public int height() {
-                    return image.height();
-                }
-
-                @Override
-                public int width() {
-                    return image.width();
-                }
-
-                @Override
-                public int channels() {
-                    return 1;
-                }
-
-                @Override
-                public float get(int y, int x, int c) {
-                    return GRAY_R * image.get(y, x, 0) + GRAY_G * image.get(y, x, 1) + GRAY_B * image.get(y, x, 2);
-                }
-            };
+            return Resize.source(image.height(), image.width(), 1, (y, x, c) ->
+                    GRAY_R * image.get(y, x, 0) + GRAY_G * image.get(y, x, 1) + GRAY_B * image.get(y, x, 2));
         }
         if (have == 1 && channels == 3) {
-            return new Resize.Source() {
-                @Override
-                public int height() {
-                    return image.height();
-                }
-
-                @Override
-                public int width() {
-                    return image.width();
-                }
-
-                @Override
-                public int channels() {
-                    return 3;
-                }
-
-                @Override
-                public float get(int y, int x, int c) {
-                    return image.get(y, x, 0);
-                }
-            };
+            return Resize.source(image.height(), image.width(), 3, (y, x, c) -> image.get(y, x, 0));
         }
         throw new IllegalArgumentException("Cannot turn " + have + "-channel images into the model's "
                 + channels + " channels");

@@ -29,37 +29,60 @@ public final class Resize {
         float get(int y, int x, int c);
     }
 
-    /** An HWC float image. */
-    public static final class FloatImage implements Source {
-        private final float[] data;
-        private final int height;
-        private final int width;
-        private final int channels;
+    /** Channel {@code c} of the pixel at row {@code y}, column {@code x}: a Source without its size. */
+    public interface Pixels {
+        float get(int y, int x, int c);
+    }
 
-        public FloatImage(float[] data, int height, int width, int channels) {
-            if (data.length != height * width * channels) {
-                throw new IllegalArgumentException("FloatImage: " + data.length + " values for " + height
-                        + "x" + width + "x" + channels);
-            }
-            this.data = data;
+    /** A Source of a fixed size; subclasses give the values. */
+    public abstract static class SizedSource implements Source {
+        protected final int height;
+        protected final int width;
+        protected final int channels;
+
+        protected SizedSource(int height, int width, int channels) {
             this.height = height;
             this.width = width;
             this.channels = channels;
         }
 
         @Override
-        public int height() {
+        public final int height() {
             return height;
         }
 
         @Override
-        public int width() {
+        public final int width() {
             return width;
         }
 
         @Override
-        public int channels() {
+        public final int channels() {
             return channels;
+        }
+    }
+
+    /** A {@code height x width x channels} Source whose values {@code pixels} gives. */
+    public static Source source(int height, int width, int channels, final Pixels pixels) {
+        return new SizedSource(height, width, channels) {
+            @Override
+            public float get(int y, int x, int c) {
+                return pixels.get(y, x, c);
+            }
+        };
+    }
+
+    /** An HWC float image. */
+    public static final class FloatImage extends SizedSource {
+        private final float[] data;
+
+        public FloatImage(float[] data, int height, int width, int channels) {
+            super(height, width, channels);
+            if (data.length != height * width * channels) {
+                throw new IllegalArgumentException("FloatImage: " + data.length + " values for " + height
+                        + "x" + width + "x" + channels);
+            }
+            this.data = data;
         }
 
         @Override
