@@ -41,8 +41,8 @@ def parse_config(text: str) -> tuple:
 
 
 def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="auto",
-            threads="cpu"):
-    """Trains one configuration; `fused_bn` and `threads` as in the recipe and
+            threads="cpu", batch_splits="auto"):
+    """Trains one configuration; `fused_bn`, `batch_splits` and `threads` as in the recipe and
     `configure_for_hardware` (thread counts only take effect in a fresh process)."""
     import keras
 
@@ -51,7 +51,7 @@ def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="a
     from kerascnn.training import configure_for_hardware, get_recipe, train
 
     recipe = get_recipe("mobilenet_fashion_mnist", epochs=epochs, batch_size=batch_size,
-                        fused_bn=fused_bn)
+                        fused_bn=fused_bn, batch_splits=batch_splits)
     hardware = configure_for_hardware(recipe, threads=threads)
     model = kerascnn.build("mobilenet_v2", input_shape=(size, size, 3), classes=10, alpha=alpha,
                            output_stride=None if stride == 32 else stride)
@@ -77,7 +77,7 @@ def measure(alpha, size, stride, *, steps, epochs, batch_size, full, fused_bn="a
                         else "unchanged" if hardware["threads"] is None
                         else ",".join(map(str, hardware["threads"]))),
             "parameters": int(model.count_params()),
-            "epochs": epochs, "steps_per_epoch": steps_done,
+            "batch_splits": history.results["batch_splits"], "epochs": epochs, "steps_per_epoch": steps_done,
             "epoch_seconds": [round(s, 1) for s in seconds],
             "step_ms": round(1000 * seconds[-1] / steps_done, 1),
             "test_accuracy": [round(float(v), 4) for v in history.history.get("val_accuracy", [])]}

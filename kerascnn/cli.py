@@ -325,7 +325,7 @@ def _cmd_train(args) -> int:
 
     overrides = {key: getattr(args, key)
                  for key in ("epochs", "batch_size", "learning_rate", "weight_decay",
-                             "label_smoothing")
+                             "label_smoothing", "batch_splits")
                  if getattr(args, key) is not None}
     recipe = get_recipe(args.recipe, **overrides)
     # Before the model is built: the dtype policy and thread counts apply from then on.
@@ -446,7 +446,7 @@ def _cmd_demo(args) -> int:
                                             "learning_rate", "label_smoothing",
                                             "steps_per_epoch",
                                             "qat_steps", "eval_samples", "out", "latency_runs",
-                                            "seed")
+                                            "seed", "progressive_resizing")
               if getattr(args, f) is not None}
     if args.time_budget is not None:
         fields["time_budget"] = args.time_budget or None  # 0: no budget
@@ -454,6 +454,27 @@ def _cmd_demo(args) -> int:
         fields["time_budget"] = None  # the epochs asked for, however long they take
     run_demo(DemoConfig(**fields))
     return 0
+
+
+def _resize_schedule_arg(text: str):
+    """--progressive-resizing: 'F:S,F:S,...' or 'none'."""
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        return tuple((float(f), int(s)) for f, s in (part.split(":") for part in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "--progressive-resizing is 'none' or fraction:size pairs such as '0.4:32,0.7:48'. "
+            f"Received: {text!r}") from None
+
+
+def _batch_splits_arg(text: str):
+    """--batch-splits: 'auto' or a positive integer (the recipe checks the value)."""
+    try:
+        return text if text == "auto" else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--batch-splits is 'auto' or a positive integer. Received: {text!r}") from None
 
 
 def _one_line(err: BaseException) -> str:
@@ -516,6 +537,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, metavar="LR")
     p.add_argument("--weight-decay", type=float, metavar="WD")
     p.add_argument("--label-smoothing", type=float, metavar="E")
+    p.add_argument("--batch-splits", type=_batch_splits_arg, metavar="N",
+                   help="run each batch as N parts side by side on the CPU cores (auto: 2 on a "
+                        "CPU-only machine with 2+ cores and batches of 64+; 1: no split)")
     p.add_argument("--input-size", type=int, metavar="N",
                    help="square input (default: the data's size, at least the model's minimum)")
     p.add_argument("--classes", type=int, metavar="N", help="default: from the data source")
@@ -580,6 +604,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="label smoothing of the float training (default: the recipe's)")
     p.add_argument("--steps-per-epoch", type=int, metavar="N",
                    help="batches per training epoch (default: all; small values for a smoke run)")
+    p.add_argument("--progressive-resizing", type=_resize_schedule_arg, metavar="F:S,...",
+                   help="train the first epochs on smaller images: '0.4:32,0.7:48' trains "
+                        "epochs before 40%% of the run at 32x32, before 70%% at 48x48, the rest "
+                        "at --input-size ('none': off)")
     p.add_argument("--qat-steps", type=int, metavar="N", help="batches per QAT epoch")
     p.add_argument("--eval-samples", type=int, metavar="N",
                    help="test images for the table (default: the whole test set)")

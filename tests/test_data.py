@@ -352,6 +352,43 @@ def test_normalisation_matches_to_model_input(name, input_shape, source_channels
         np.testing.assert_array_equal(ys, labels)  # validation keeps order and the last batch
 
 
+@pytest.mark.parametrize("source_channels", [1, 3])
+def test_enlarged_images_with_flips_are_resized_per_batch_to_the_same_values(source_channels):
+    """Bilinear enlargement with flips only: the pipeline resizes whole batches after the cache
+    (see make_pipeline); every image must still be the model input of its source image or its
+    mirror image, both must occur, and the cache must hold the source size."""
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, (64, 28, 28, source_channels), dtype=np.uint8)
+    labels = rng.integers(0, 10, 64)
+    prep = kerascnn.model_info("mobilenet_v2").preprocessing
+    batches = make_pipeline(from_arrays(images, labels), input_shape=(56, 56, 3),
+                            preprocessing=prep, training=True, batch_size=16, augment=("flip",),
+                            shuffle_buffer=0, seed=0)
+    xs, ys = _collect(batches)
+    expected = to_model_input(images, (56, 56, 3), prep)
+    np.testing.assert_array_equal(ys, labels)
+    flipped = 0
+    for x, plain in zip(xs, expected):
+        if np.allclose(x, plain, atol=1e-5):
+            continue
+        np.testing.assert_allclose(x, plain[:, ::-1], atol=1e-5)
+        flipped += 1
+    assert 0 < flipped < len(xs)
+    # The cache sits before the per-batch resize, at the source size.
+    cached = [d for d in _upstream(batches) if type(d).__name__ == "CacheDataset"]
+    assert cached and tuple(cached[0].element_spec[0].shape[:2]) == (28, 28)
+
+
+def _upstream(dataset):
+    """The datasets a tf.data pipeline is built from, outermost first."""
+    seen, stack = [], [dataset]
+    while stack:
+        d = stack.pop()
+        seen.append(d)
+        stack.extend(getattr(d, "_inputs", lambda: [])())
+    return seen
+
+
 def test_grayscale_to_rgb_model_and_pipeline_for():
     rng = np.random.default_rng(3)
     images = rng.integers(0, 256, (10, 28, 28), dtype=np.uint8)

@@ -39,7 +39,8 @@ def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = No
     even 0.01) makes it diverge. The QAT recipe keeps the float recipe's batch size, label
     smoothing and augmentation, and trains with AdamW at a small constant-then-cosine rate
     (default 1e-4), no warm-up, no precise-BN pass, no mixed precision (the fake-quant ops are
-    float32) and no batch mixing.
+    float32), no batch mixing and no progressive resizing (QAT fine-tunes the model at the size
+    it is exported at).
 
     Args:
         recipe: the float model's `Recipe` or recipe name (default: "default").
@@ -55,7 +56,8 @@ def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = No
     return dataclasses.replace(
         base, optimizer="adamw", epochs=epochs, learning_rate=learning_rate or 1e-4,
         weight_decay=min(base.weight_decay, 1e-4), warmup_epochs=0.0, bn_momentum=None,
-        precise_bn_steps=0, mixed_precision=False, mixup_alpha=0.0, cutmix_alpha=0.0)
+        precise_bn_steps=0, mixed_precision=False, mixup_alpha=0.0, cutmix_alpha=0.0,
+        progressive_resizing=())
 
 
 def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "native",

@@ -10,7 +10,9 @@ What it adds to a plain `model.fit`:
   plain average over training batches, so inference mode sees the statistics of the final
   weights instead of a lagging moving average;
 - on TensorFlow, training-mode BatchNormalization through TensorFlow's fused kernel
-  (`recipe.fused_bn`, see `kerascnn.training.fused_bn`): same values, a faster step.
+  (`recipe.fused_bn`, see `kerascnn.training.fused_bn`): same values, a faster step;
+- on a CPU, each batch split into parts that run side by side on the cores
+  (`recipe.batch_splits`, see `kerascnn.training.split_batch`).
 
 Everything else is Keras: `train` returns the History, callbacks can be added, and the model is
 an ordinary Keras model afterwards.
@@ -29,7 +31,9 @@ from pathlib import Path
 import keras
 
 from kerascnn.training.fused_bn import fused_batchnorm
+from kerascnn.training.progressive import progressive_resizing
 from kerascnn.training.recipe import Recipe, get_recipe
+from kerascnn.training.split_batch import auto_batch_splits, check_batch_splits, split_batch_step
 
 
 def has_gpu() -> bool:
@@ -395,6 +399,31 @@ def multi_worker_compat(model):
         model.train_function = model.test_function = None
 
 
+def _first_input_spec(train_data):
+    import tensorflow as tf
+
+    spec = train_data.element_spec
+    return tf.nest.flatten(spec[0] if isinstance(spec, (tuple, list)) else spec)[0]
+
+
+def _image_size(train_data) -> int | None:
+    """The height of the training images (None when unknown or not images)."""
+    spec = _first_input_spec(train_data)
+    return spec.shape[1] if spec.shape.rank == 4 else None
+
+
+def _batch_splits(recipe: Recipe, train_data, strategy) -> int:
+    """The parts each training batch is split into (`recipe.batch_splits`)."""
+    first = _first_input_spec(train_data)
+    batch = first.shape[0] if first.shape.rank else None
+    if recipe.batch_splits == "auto":
+        replicas = getattr(strategy, "num_replicas_in_sync", 1) if strategy is not None else 1
+        if replicas > 1:
+            return 1
+        return auto_batch_splits(batch, gpu=has_gpu())
+    return check_batch_splits(recipe.batch_splits, batch)
+
+
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
           callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
           compile_model=True):
@@ -480,7 +509,12 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             keras.callbacks.TensorBoard(str(out / "logs")),
         ]
     all_callbacks += list(callbacks)
-    with multi_worker_compat(model):
+    parts = _batch_splits(recipe, train_data, strategy)
+    with (split_batch_step(model, parts),
+          progressive_resizing(model, recipe.progressive_resizing, recipe.epochs,
+                               _image_size(train_data)) as set_size,
+          multi_worker_compat(model)):
+        all_callbacks.insert(0, set_size)
         with fused_batchnorm(model, enabled=recipe.fused_bn is not False) as fused:
             if recipe.fused_bn is True and not fused and _batchnorm_layers(model):
                 raise ValueError("`fused_bn=True` needs the TensorFlow backend and "
@@ -490,7 +524,8 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                                 steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                 verbose=verbose,
                                 shuffle=False)  # the pipeline shuffles; Keras warns otherwise
-        results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe)}
+        results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe),
+                   "batch_splits": parts}
         if recipe.precise_bn_steps:
             with scope():
                 results["precise_bn_batches"] = precise_batchnorm(model, train_data,
