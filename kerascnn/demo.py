@@ -42,7 +42,7 @@ class DemoConfig:
         batch_size: training batch size.
         learning_rate: peak learning rate of the float training (None: the recipe's).
         label_smoothing: cross-entropy label smoothing of the float training (None: the
-            recipe's, 0 for Fashion-MNIST).
+            recipe's, 0.1 for Fashion-MNIST).
         steps_per_epoch: batches per float epoch (None: the whole training set); for smoke runs.
         qat_steps: batches per QAT epoch (None: the whole training set); QAT from a trained
             model needs a fraction of an epoch.
@@ -56,15 +56,18 @@ class DemoConfig:
             `epochs` would not fit, trains as many whole epochs as do (at least one), so that
             the job keeps its promise on a slower machine at the cost of some accuracy
             (`plan_epochs`). The default leaves a minute for start-up within 15 minutes.
+        progressive_resizing: (fraction, size) pairs of the float training's progressive
+            resizing (`kerascnn.training.progressive`): epochs before `fraction` of the run
+            train at `size`, the rest at `input_size`. Empty: every epoch at `input_size`.
     """
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
-    epochs: int = 10
+    epochs: int = 12
     qat_epochs: int = 1
-    input_size: int = 32
+    input_size: int = 56
     alpha: float | None = 0.5
-    output_stride: int | None = 16
+    output_stride: int | None = None
     batch_size: int = 128
     learning_rate: float | None = None
     label_smoothing: float | None = None
@@ -76,6 +79,7 @@ class DemoConfig:
     latency_runs: int = 50
     seed: int = 0
     time_budget: float | None = 14.0
+    progressive_resizing: tuple = ()
 
     def __post_init__(self):
         positive = ("epochs", "input_size", "batch_size", "steps_per_epoch", "qat_steps",
@@ -97,39 +101,68 @@ class DemoConfig:
 
 # What the stages after the float training cost, in training steps of the same model (measured
 # on two 2-core machines whose step times differ 2x, docs/main_job.md "Time budget"): a QAT
-# step, tracing included, costs about 3.2 float steps, the export about 230-300 steps and the
-# float training's tracing, precise BN and final evaluation about 30-60. Forward-only
-# evaluation batches cost about a third of a training step. The values below round these up.
-QAT_STEP_COST = 3.5
-EXPORT_COST = 350
+# step, tracing included, costs about 3.2 float steps at 32x32 and 4.7-5.1 at 56x56 and 64x64
+# (where split batches make the float step cheaper but not the QAT step's fake-quant work), the
+# export about 230-300 steps at 32x32 and 390-480 at 56-64, and the float training's tracing,
+# precise BN and final evaluation about 30-60. Forward-only evaluation batches cost about a
+# third of a training step. The sixteenth session's machine changed speed between and within
+# runs: the same step timed 98, 115 and 140 ms in three runs, and whole runs went 0-17 % slower
+# per step than the 20 steps timed before them, once up to 55 % (98 ms timed, epochs at
+# 106-149 ms per step, slowest at the end). STEP_MARGIN covers the usual drift, not the worst.
+# The values below round these up.
+QAT_STEP_COST = 5.0
+EXPORT_COST = 450
 TRAIN_OVERHEAD_COST = 100
 EVAL_BATCH_COST = 0.4
+STEP_MARGIN = 1.15
 
 
 def plan_epochs(budget_s: float, spent_s: float, step_s: float, *, epochs: int,
-                steps_per_epoch: int, eval_batches: int, qat_steps: int) -> dict:
+                steps_per_epoch: int, eval_batches: int, qat_steps: int,
+                schedule=(), stage_step_s=None, full_size: int | None = None) -> dict:
     """How many whole float epochs fit a time budget, given the measured seconds per step.
 
     Args:
         budget_s: seconds the whole job may take.
         spent_s: seconds already spent (loading, building, timing the step).
-        step_s: seconds per float training step on this machine (`time_training_step`).
+        step_s: seconds per float training step at the full input size on this machine
+            (`time_training_step`).
         epochs: epochs asked for (the most the plan gives).
         steps_per_epoch, eval_batches: training steps and test batches per epoch.
         qat_steps: QAT fine-tuning steps in all (0: none).
+        schedule: the run's progressive-resizing schedule, (fraction, size) pairs; the early
+            epochs then cost `stage_step_s[size]` per step.
+        stage_step_s: {size: seconds per training step at that size}.
+        full_size: the input size, which the epochs after the schedule train at.
 
     Returns:
-        {"epochs": whole epochs that fit, at least 1 and at most `epochs`; "epoch_s",
-        "reserve_s" (QAT, export and fixed overheads), "estimate_s" (the whole job with that
-        many epochs); "fits": whether even that estimate is within the budget}.
+        {"epochs": whole epochs that fit, at least 1 and at most `epochs`; "epoch_s" (the
+        average epoch of that plan), "reserve_s" (QAT, export and fixed overheads),
+        "estimate_s" (the whole job with that many epochs); "fits": whether even that estimate
+        is within the budget}.
     """
-    epoch_s = step_s * (steps_per_epoch + EVAL_BATCH_COST * eval_batches)
+    from kerascnn.training.progressive import size_at_epoch
+
+    step_s *= STEP_MARGIN
+    stage_step_s = {size: s * STEP_MARGIN for size, s in (stage_step_s or {}).items()}
+
+    def training_s(n):
+        total = 0.0
+        for epoch in range(n):
+            size = size_at_epoch(schedule, epoch, n, full_size) if schedule else full_size
+            total += steps_per_epoch * stage_step_s.get(size, step_s)
+        return total + n * EVAL_BATCH_COST * eval_batches * step_s
+
     reserve_s = step_s * (QAT_STEP_COST * qat_steps + EXPORT_COST + TRAIN_OVERHEAD_COST)
-    fit = int((budget_s - spent_s - reserve_s) // epoch_s) if epoch_s > 0 else epochs
-    chosen = max(1, min(epochs, fit))
-    estimate = spent_s + reserve_s + chosen * epoch_s
-    return {"epochs": chosen, "epoch_s": round(epoch_s, 1), "reserve_s": round(reserve_s, 1),
-            "estimate_s": round(estimate, 1), "fits": estimate <= budget_s}
+    chosen = 1
+    for n in range(epochs, 0, -1):
+        if spent_s + reserve_s + training_s(n) <= budget_s:
+            chosen = n
+            break
+    estimate = spent_s + reserve_s + training_s(chosen)
+    return {"epochs": chosen, "epoch_s": round(training_s(chosen) / chosen, 1),
+            "reserve_s": round(reserve_s, 1), "estimate_s": round(estimate, 1),
+            "fits": estimate <= budget_s}
 
 
 def _stage(index, total, text):
@@ -180,6 +213,8 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     for name in ("learning_rate", "label_smoothing"):
         if getattr(config, name) is not None:
             overrides[name] = getattr(config, name)
+    if config.progressive_resizing:
+        overrides["progressive_resizing"] = config.progressive_resizing
     recipe = get_recipe(recipe_name, **overrides)
     configure_for_hardware(recipe, threads="cpu")
     train_source, test_source = load(config.data, "train"), load(config.data, "test")
@@ -207,8 +242,10 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     out = Path(config.out or Path("export") / "bundles" / config.model)
     timings = {}
     plan = None
+    # Progressive resizing trains a twin built for any input size (the step timing uses it too).
+    twin = _any_size_twin(model, info, kwargs) if recipe.progressive_resizing else None
     if config.time_budget is not None and config.epochs > 1:
-        plan = _fit_to_budget(config, model, train_data, test_data, recipe, started)
+        plan = _fit_to_budget(config, model, twin, train_data, test_data, recipe, started)
         if plan["epochs"] < recipe.epochs:
             recipe = dataclasses.replace(recipe, epochs=plan["epochs"])
 
@@ -216,8 +253,11 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
                  f"{config.input_size}x{config.input_size} on {config.data} for {recipe.epochs} "
                  f"epoch{'s' if recipe.epochs != 1 else ''}")
     t = time.perf_counter()
-    history = train(model, train_data, test_data, recipe, out_dir=config.run_dir,
+    trained = twin if twin is not None else model
+    history = train(trained, train_data, test_data, recipe, out_dir=config.run_dir,
                     steps_per_epoch=config.steps_per_epoch, verbose=verbose)
+    if trained is not model:
+        model.set_weights(trained.get_weights())  # the fixed-size model is the one exported
     timings["train_s"] = time.perf_counter() - t
 
     _stage(2, 4, f"Quantization-aware fine-tuning ({config.qat_epochs} epoch(s), native engine)")
@@ -261,21 +301,46 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     return summary
 
 
-def _fit_to_budget(config, model, train_data, test_data, recipe, started) -> dict:
-    """Times the training step on this machine and plans the epochs that fit the budget."""
+def _any_size_twin(model, info, kwargs):
+    """The same architecture built for any input size, with `model`'s weights (progressive
+    resizing trains on several sizes; TFLite files need the fixed one)."""
+    from kerascnn import build
+
+    shape = kwargs["input_shape"]
+    twin = build(info.name, **{**kwargs, "input_shape": (None, None, shape[-1])})
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started) -> dict:
+    """Times the training step on this machine and plans the epochs that fit the budget.
+
+    With progressive resizing, the step is also timed at each smaller size, on `twin` (the
+    model built for any input size) fed the training batches resized to that size.
+    """
+    import tensorflow as tf
+
     from kerascnn.training import time_training_step
     from kerascnn.training.train import _count_steps
 
     print(f"Timing the training step on this machine for the {config.time_budget:g}-minute "
           "budget (--time-budget) ...", flush=True)
-    step_s = time_training_step(model, train_data, recipe)
+    schedule = recipe.progressive_resizing
+    plain = dataclasses.replace(recipe, progressive_resizing=())
+    step_s = time_training_step(model, train_data, plain)
+    stage_step_s = {size: time_training_step(
+        twin, train_data.map(lambda x, y, s=size: (tf.image.resize(x, (s, s)), y)), plain)
+        for _, size in schedule}
     steps_per_epoch = config.steps_per_epoch or _count_steps(train_data)
     qat_steps = config.qat_epochs * (config.qat_steps or steps_per_epoch)
     plan = plan_epochs(60 * config.time_budget, time.perf_counter() - started, step_s,
                        epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                       eval_batches=_count_steps(test_data), qat_steps=qat_steps)
+                       eval_batches=_count_steps(test_data), qat_steps=qat_steps,
+                       schedule=schedule, stage_step_s=stage_step_s,
+                       full_size=config.input_size)
     plan.update(step_ms=round(1000 * step_s, 1), budget_s=60 * config.time_budget,
-                epochs_asked=config.epochs)
+                epochs_asked=config.epochs,
+                stage_step_ms={str(size): round(1000 * s, 1) for size, s in stage_step_s.items()})
     if plan["epochs"] < config.epochs:
         print(f"{1000 * step_s:.0f} ms per training step here: {config.epochs} epochs would not "
               f"fit {config.time_budget:g} minutes, training {plan['epochs']} (about "

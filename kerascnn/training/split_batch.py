@@ -5,9 +5,9 @@ across cores well (`cpu_threads` gives each op one thread), and a plain CNN's gr
 so only one op runs at a time for most of a step. `split_batch_step(model, parts)` makes the step
 compute the forward and backward pass of each part of the batch as its own branch of the graph;
 TensorFlow's inter-op threads then run the branches side by side, and the part gradients meet only
-where they are summed for the single optimizer update. On this project's 2-core CPU the main job's
-MobileNetV2 step takes 1.2-1.35x less time with two parts (`benchmarks/training_step.py`,
-docs/training_step.md). `tf.distribute.MirroredStrategy` over two CPU devices does the same in
+where they are summed for the single optimizer update. On this project's 2-core CPU a MobileNetV2
+(alpha 0.5) step at 64x64 runs 1.43x faster with two parts; at 32x32, where each op is smaller,
+the benchmark shows no gain (`benchmarks/training_step.py`, docs/training_step.md). `tf.distribute.MirroredStrategy` over two CPU devices does the same in
 principle but was measured slower than one process (docs/main_job.md): its per-replica
 functions and all-reduce cost more than they gain on a 2-core machine.
 
