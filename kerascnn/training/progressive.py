@@ -20,6 +20,7 @@ import contextlib
 
 import keras
 
+from kerascnn.training.split_batch import replaced_train_step
 
 def check_schedule(schedule) -> tuple:
     """Validates a progressive-resizing schedule and returns it as a tuple of (fraction, size).
@@ -109,7 +110,6 @@ def progressive_resizing(model, schedule, epochs: int, full_size: int):
     size = tf.Variable(size_at_epoch(schedule, 0, epochs, full_size), trainable=False,
                        dtype=tf.int32, name="progressive_size")
     inner = model.train_step
-    own = vars(model).get("train_step")
 
     def resize(images):
         return tf.cond(tf.shape(images)[1] == size,
@@ -125,12 +125,5 @@ def progressive_resizing(model, schedule, epochs: int, full_size: int):
         def on_epoch_begin(self, epoch, logs=None):
             size.assign(size_at_epoch(schedule, epoch, epochs, full_size))
 
-    model.train_step = train_step
-    model.train_function = None
-    try:
+    with replaced_train_step(model, train_step):
         yield _SetSize()
-    finally:
-        del model.train_step
-        if own is not None:
-            model.train_step = own
-        model.train_function = None

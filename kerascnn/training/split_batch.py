@@ -114,6 +114,15 @@ def split_batch_step(model, parts: int):
         y_pred = tree.map_structure(lambda *p: tf.concat(p, 0), *predictions)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
+    with replaced_train_step(model, train_step):
+        yield
+
+
+@contextlib.contextmanager
+def replaced_train_step(model, train_step):
+    """Within the block, `model.train_step` is `train_step`; on exit the step the model had
+    before (its own, or an instance attribute set by an enclosing block) is back. The compiled
+    train function is dropped on entry and exit so that `fit` traces the step in force."""
     own = vars(model).get("train_step")
     model.train_step = train_step
     model.train_function = None
