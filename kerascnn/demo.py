@@ -141,17 +141,15 @@ def plan_epochs(budget_s: float, spent_s: float, step_s: float, *, epochs: int,
         "estimate_s" (the whole job with that many epochs); "fits": whether even that estimate
         is within the budget}.
     """
-    from kerascnn.training.progressive import size_at_epoch
+    from kerascnn.training.progressive import stage_epochs
 
     step_s *= STEP_MARGIN
     stage_step_s = {size: s * STEP_MARGIN for size, s in (stage_step_s or {}).items()}
 
     def training_s(n):
-        total = 0.0
-        for epoch in range(n):
-            size = size_at_epoch(schedule, epoch, n, full_size) if schedule else full_size
-            total += steps_per_epoch * stage_step_s.get(size, step_s)
-        return total + n * EVAL_BATCH_COST * eval_batches * step_s
+        return (sum(count * steps_per_epoch * stage_step_s.get(size, step_s)
+                    for size, count in stage_epochs(schedule, n, full_size))
+                + n * EVAL_BATCH_COST * eval_batches * step_s)
 
     reserve_s = step_s * (QAT_STEP_COST * qat_steps + EXPORT_COST + TRAIN_OVERHEAD_COST)
     chosen = 1
