@@ -268,11 +268,9 @@ def _cmd_export(args) -> int:
 
     source = args.model
     if source.endswith(".keras"):
-        import keras
-
         if not os.path.exists(source):
             raise ValueError(f"Checkpoint not found. Received: {source!r}")
-        model = keras.saving.load_model(source)
+        model = _load_checkpoint(source)
         name = os.path.splitext(os.path.basename(source))[0]
     else:
         info = registry.model_info(source)
@@ -369,7 +367,7 @@ def _cmd_evaluate(args) -> int:
 
     if not os.path.exists(args.checkpoint):
         raise ValueError(f"Checkpoint not found. Received: {args.checkpoint!r}")
-    model = keras.saving.load_model(args.checkpoint)
+    model = _load_checkpoint(args.checkpoint)
     data = pipeline_for(model, load(args.data, args.split), training=False,
                         batch_size=args.batch_size)
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -397,7 +395,7 @@ def _cmd_qat(args) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 1. Received: {value}")
-    model = keras.saving.load_model(args.checkpoint)
+    model = _load_checkpoint(args.checkpoint)
     name = args.name or model.name
     source = load(args.data, "train")
     class_names = list(getattr(source, "class_names", None) or [])
@@ -438,6 +436,16 @@ def _cmd_qat(args) -> int:
     return 0
 
 
+def _load_checkpoint(path):
+    """A saved .keras model; kerascnn's own layers (fake quantization, flip averaging,
+    deformable convolution) are registered first so that models using them load."""
+    import keras
+
+    import kerascnn.layers  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(path)
+
+
 def _cmd_demo(args) -> int:
     from kerascnn.demo import DemoConfig, run_demo
 
@@ -448,6 +456,8 @@ def _cmd_demo(args) -> int:
                                             "qat_steps", "eval_samples", "out", "latency_runs",
                                             "seed", "progressive_resizing")
               if getattr(args, f) is not None}
+    if args.flip_average is not None:
+        fields["flip_average"] = {"auto": "auto", "on": True, "off": False}[args.flip_average]
     if args.time_budget is not None:
         fields["time_budget"] = args.time_budget or None  # 0: no budget
     elif args.epochs is not None:
@@ -585,13 +595,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="SOURCE",
                    help="fashion_mnist (offline, default), tfds:NAME or an image folder")
     p.add_argument("--epochs", type=int, metavar="N",
-                   help="float training epochs (default: 10, or fewer if they would not fit the "
-                        "time budget; given explicitly, all N are trained unless --time-budget "
-                        "is given too)")
+                   help="float training epochs (default: up to 30, as many as the time budget "
+                        "allows; given explicitly, all N are trained unless --time-budget is "
+                        "given too)")
     p.add_argument("--time-budget", type=float, metavar="MIN",
-                   help="minutes the whole job may take: the training step is timed first and "
-                        "the epochs cut to fit (default: 14 when --epochs is not given; 0: no "
-                        "budget)")
+                   help="minutes the whole job may take: the training step is timed first, "
+                        "QAT and export set aside, and the training anneals over and stops at "
+                        "the time left (default: 14 when --epochs is not given; 0: no budget)")
     p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT fine-tuning epochs (0: none)")
     p.add_argument("--input-size", type=int, metavar="N", help="square input size")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
@@ -608,6 +618,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="train the first epochs on smaller images: '0.4:32,0.7:48' trains "
                         "epochs before 40%% of the run at 32x32, before 70%% at 48x48, the rest "
                         "at --input-size ('none': off)")
+    p.add_argument("--flip-average", choices=["auto", "on", "off"],
+                   help="export a model that averages its prediction over each image and its "
+                        "mirror image (two passes per image; auto: when the recipe trains with "
+                        "flips, as Fashion-MNIST's does)")
     p.add_argument("--qat-steps", type=int, metavar="N", help="batches per QAT epoch")
     p.add_argument("--eval-samples", type=int, metavar="N",
                    help="test images for the table (default: the whole test set)")

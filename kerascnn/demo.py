@@ -32,7 +32,8 @@ class DemoConfig:
     Attributes:
         model: registry name.
         data: data source (see `kerascnn.data.load`).
-        epochs: float training epochs.
+        epochs: float training epochs; with a time budget, the most (the clock usually stops
+            the training earlier: 12-14 epochs of the default fit the budget on the 2-core CPU).
         qat_epochs: QAT fine-tuning epochs.
         input_size: square input size.
         alpha: width multiplier (for models that take one; None: the model's default).
@@ -52,18 +53,26 @@ class DemoConfig:
         latency_runs: timed TFLite invocations per variant and thread count.
         seed: data-order and augmentation seed.
         time_budget: minutes the whole job may take on this machine (None: no limit). Before
-            training, the demo times a few training steps on a copy of the model and, if
-            `epochs` would not fit, trains as many whole epochs as do (at least one), so that
-            the job keeps its promise on a slower machine at the cost of some accuracy
-            (`plan_epochs`). The default leaves a minute for start-up within 15 minutes.
+            training, the demo times a few training steps on a copy of the model, sets aside
+            the time of QAT and export (`plan_epochs`), and trains with the rest as a time
+            limit (`train(..., time_limit=...)`): the learning rate anneals over that time and
+            training stops when it is spent, so the job keeps its promise on a slower machine,
+            or one whose speed changes during the run, at the cost of some accuracy. With
+            progressive resizing (laid out over epochs) or when not even one epoch would fit,
+            it trains the whole epochs that fit instead (at least one). The default leaves a
+            minute for start-up within 15 minutes.
         progressive_resizing: (fraction, size) pairs of the float training's progressive
             resizing (`kerascnn.training.progressive`): epochs before `fraction` of the run
             train at `size`, the rest at `input_size`. Empty: every epoch at `input_size`.
+        flip_average: "auto", True or False: export a model that averages its prediction over
+            each image and its mirror image (`kerascnn.layers.flip_averaged`; two passes per
+            image in one TFLite invocation). QAT fine-tunes that model. "auto": on when the
+            recipe trains with horizontal flips (Fashion-MNIST's does; digits would not).
     """
 
     model: str = DEFAULT_MODEL
     data: str = DEFAULT_DATA
-    epochs: int = 12
+    epochs: int = 30
     qat_epochs: int = 1
     input_size: int = 56
     alpha: float | None = 0.5
@@ -72,7 +81,7 @@ class DemoConfig:
     learning_rate: float | None = None
     label_smoothing: float | None = None
     steps_per_epoch: int | None = None
-    qat_steps: int | None = 150
+    qat_steps: int | None = 50
     eval_samples: int | None = None
     out: str | None = None
     run_dir: str | None = None
@@ -80,6 +89,7 @@ class DemoConfig:
     seed: int = 0
     time_budget: float | None = 14.0
     progressive_resizing: tuple = ()
+    flip_average: str | bool = "auto"
 
     def __post_init__(self):
         positive = ("epochs", "input_size", "batch_size", "steps_per_epoch", "qat_steps",
@@ -92,6 +102,9 @@ class DemoConfig:
             low = 1 if name in positive else 0
             if not isinstance(value, int) or value < low:
                 raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+        if self.flip_average not in ("auto", True, False):
+            raise ValueError("`flip_average` must be 'auto', True or False. "
+                             f"Received: flip_average={self.flip_average!r}")
         budget = self.time_budget
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not budget > 0):
@@ -136,10 +149,12 @@ def plan_epochs(budget_s: float, spent_s: float, step_s: float, *, epochs: int,
         full_size: the input size, which the epochs after the schedule train at.
 
     Returns:
-        {"epochs": whole epochs that fit, at least 1 and at most `epochs`; "epoch_s" (the
-        average epoch of that plan), "reserve_s" (QAT, export and fixed overheads),
-        "estimate_s" (the whole job with that many epochs); "fits": whether even that estimate
-        is within the budget}.
+        {"epochs": whole epochs that fit with the step time raised by `STEP_MARGIN`, at least
+        1 and at most `epochs`; "epoch_s" (the average epoch of that plan), "reserve_s" (QAT,
+        export and fixed overheads), "estimate_s" (the whole job with that many epochs);
+        "fits": whether even that estimate is within the budget; "train_s": the seconds left
+        for a training stopped by the clock (`train(..., time_limit=...)`), and
+        "epochs_in_time": the epochs expected in them at the timed step}.
     """
     from kerascnn.training.progressive import stage_epochs
 
@@ -158,9 +173,14 @@ def plan_epochs(budget_s: float, spent_s: float, step_s: float, *, epochs: int,
             chosen = n
             break
     estimate = spent_s + reserve_s + training_s(chosen)
+    # The time a time-limited training may take: what the budget leaves after the reserve and
+    # one more validation pass (a run stopped by the clock still validates its last epoch).
+    train_s = budget_s - spent_s - reserve_s - EVAL_BATCH_COST * eval_batches * step_s
     return {"epochs": chosen, "epoch_s": round(training_s(chosen) / chosen, 1),
             "reserve_s": round(reserve_s, 1), "estimate_s": round(estimate, 1),
-            "fits": estimate <= budget_s}
+            "fits": estimate <= budget_s, "train_s": round(max(train_s, 0.0), 1),
+            "epochs_in_time": round(max(train_s, 0.0) * STEP_MARGIN * chosen
+                                    / training_s(chosen), 1)}
 
 
 def _stage(index, total, text):
@@ -201,6 +221,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     from kerascnn.data import load, pipeline_for
     from kerascnn.data.fashion_mnist import FASHION_MNIST_CLASSES
     from kerascnn.export import export
+    from kerascnn.layers import flip_averaged
     from kerascnn.quantization import qat
     from kerascnn.training import configure_for_hardware, get_recipe, train
 
@@ -233,6 +254,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
             and "output_stride" in inspect.signature(info.builder).parameters):
         kwargs["output_stride"] = config.output_stride
     model = build(config.model, **kwargs)
+    flip = ("flip" in recipe.augment) if config.flip_average == "auto" else config.flip_average
     pipe = dict(batch_size=config.batch_size, seed=config.seed)
     train_data = pipeline_for(model, train_source, training=True, augment=recipe.augment, **pipe)
     calib_data = pipeline_for(model, train_source, training=False, **pipe)
@@ -242,25 +264,45 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     plan = None
     # Progressive resizing trains a twin built for any input size (the step timing uses it too).
     twin = _any_size_twin(model, info, kwargs) if recipe.progressive_resizing else None
+    time_limit = None
     if config.time_budget is not None and config.epochs > 1:
-        plan = _fit_to_budget(config, model, twin, train_data, test_data, recipe, started)
-        if plan["epochs"] < recipe.epochs:
-            recipe = dataclasses.replace(recipe, epochs=plan["epochs"])
+        plan = _fit_to_budget(config, model, twin, train_data, test_data, recipe, started,
+                              qat_images=2 if flip else 1)
+        if recipe.progressive_resizing or plan["epochs_in_time"] < 1:
+            # Stages are laid out over the epochs, so those runs are cut to whole epochs.
+            if plan["epochs"] < recipe.epochs:
+                print(f"{plan['step_ms']:.0f} ms per training step here: {config.epochs} epochs "
+                      f"would not fit {config.time_budget:g} minutes, training {plan['epochs']} "
+                      f"(about {plan['estimate_s'] / 60:.1f} minutes in all). --time-budget 0 "
+                      f"trains all {config.epochs}.", flush=True)
+                recipe = dataclasses.replace(recipe, epochs=plan["epochs"])
+        else:
+            time_limit = plan["train_s"]
 
+    what = f"{recipe.epochs} epoch{'s' if recipe.epochs != 1 else ''}"
+    if time_limit is not None:
+        what = (f"up to {what}, stopping after {time_limit / 60:.1f} minutes (about "
+                f"{plan['epochs_in_time']:g} epochs at {plan['step_ms']:.0f} ms per step)")
     _stage(1, 4, f"Training {config.model} ({model.count_params():,} parameters) at "
-                 f"{config.input_size}x{config.input_size} on {config.data} for {recipe.epochs} "
-                 f"epoch{'s' if recipe.epochs != 1 else ''}")
+                 f"{config.input_size}x{config.input_size} on {config.data} for {what}")
     t = time.perf_counter()
     trained = twin if twin is not None else model
     history = train(trained, train_data, test_data, recipe, out_dir=config.run_dir,
-                    steps_per_epoch=config.steps_per_epoch, verbose=verbose)
+                    steps_per_epoch=config.steps_per_epoch, verbose=verbose,
+                    time_limit=time_limit)
+    epochs_trained = history.results.get("epochs_trained", recipe.epochs)
+    one_pass_accuracy = history.results.get("accuracy")  # after precise BN, on the test set
     if trained is not model:
         model.set_weights(trained.get_weights())  # the fixed-size model is the one exported
     timings["train_s"] = time.perf_counter() - t
+    if flip:
+        model = flip_averaged(model)  # same weights; each image and its mirror, averaged
 
-    _stage(2, 4, f"Quantization-aware fine-tuning ({config.qat_epochs} epoch(s), native engine)")
+    _stage(2, 4, f"Quantization-aware fine-tuning ({config.qat_epochs} epoch(s), native engine"
+                 f"{', flip-averaged model' if flip else ''})")
     t = time.perf_counter()
-    qat_model = qat(model, train_data, test_data, epochs=config.qat_epochs, recipe=recipe,
+    # No validation here: the export evaluates the QAT model on the test set.
+    qat_model = qat(model, train_data, None, epochs=config.qat_epochs, recipe=recipe,
                     steps_per_epoch=config.qat_steps, verbose=verbose)
     timings["qat_s"] = time.perf_counter() - t
 
@@ -283,13 +325,15 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
         "model": config.model, "data": config.data, "config": dataclasses.asdict(config),
         "parameters": int(model.count_params()), "test_samples": int(len(test_x)),
         "keras_float_accuracy": float_accuracy, "keras_qat_accuracy": qat_accuracy,
+        "flip_average": bool(flip), "keras_float_one_pass_accuracy": one_pass_accuracy,
         "variants": {
             fmt: {"file": entry["file"], "size_bytes": entry["size_bytes"],
                   "accuracy": entry.get("agreement", {}).get("tflite_accuracy"),
                   "top1_agreement": entry.get("agreement", {}).get("top1_agreement"),
                   "latency_ms": entry.get("latency_ms", {})}
             for fmt, entry in report["tflite"].items()},
-        "epochs_trained": recipe.epochs, "time_plan": plan,
+        "epochs_trained": epochs_trained, "epochs_asked": config.epochs,
+        "time_limit_s": time_limit, "time_plan": plan,
         "bundle": str(out), "timings": {k: round(v, 1) for k, v in timings.items()},
         "backend": keras.backend.backend(),
     }
@@ -310,11 +354,13 @@ def _any_size_twin(model, info, kwargs):
     return twin
 
 
-def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started) -> dict:
+def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started,
+                   qat_images=1) -> dict:
     """Times the training step on this machine and plans the epochs that fit the budget.
 
     With progressive resizing, the step is also timed at each smaller size, on `twin` (the
-    model built for any input size) fed the training batches resized to that size.
+    model built for any input size) fed the training batches resized to that size. A QAT step
+    of a flip-averaged model runs `qat_images` = 2 images per image and costs twice as much.
     """
     import tensorflow as tf
 
@@ -330,7 +376,7 @@ def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started) 
         twin, train_data.map(lambda x, y, s=size: (tf.image.resize(x, (s, s)), y)), plain)
         for _, size in schedule}
     steps_per_epoch = config.steps_per_epoch or _count_steps(train_data)
-    qat_steps = config.qat_epochs * (config.qat_steps or steps_per_epoch)
+    qat_steps = qat_images * config.qat_epochs * (config.qat_steps or steps_per_epoch)
     plan = plan_epochs(60 * config.time_budget, time.perf_counter() - started, step_s,
                        epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                        eval_batches=_count_steps(test_data), qat_steps=qat_steps,
@@ -339,11 +385,6 @@ def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started) 
     plan.update(step_ms=round(1000 * step_s, 1), budget_s=60 * config.time_budget,
                 epochs_asked=config.epochs,
                 stage_step_ms={str(size): round(1000 * s, 1) for size, s in stage_step_s.items()})
-    if plan["epochs"] < config.epochs:
-        print(f"{1000 * step_s:.0f} ms per training step here: {config.epochs} epochs would not "
-              f"fit {config.time_budget:g} minutes, training {plan['epochs']} (about "
-              f"{plan['estimate_s'] / 60:.1f} minutes in all). --time-budget 0 trains all "
-              f"{config.epochs}.", flush=True)
     if not plan["fits"]:
         print(f"Warning: even one epoch is estimated at {plan['estimate_s'] / 60:.1f} minutes, "
               f"over the {config.time_budget:g}-minute budget.", flush=True)
@@ -352,8 +393,13 @@ def _fit_to_budget(config, model, twin, train_data, test_data, recipe, started) 
 
 def format_summary(summary: dict) -> str:
     """The demo's result table as text."""
-    rows = [("Keras float", None, summary["keras_float_accuracy"], None, None),
-            ("Keras QAT", None, summary["keras_qat_accuracy"], None, None)]
+    flip = summary.get("flip_average")
+    suffix = " (flip-averaged)" if flip else ""
+    rows = [("Keras float" + suffix, None, summary["keras_float_accuracy"], None, None),
+            ("Keras QAT" + suffix, None, summary["keras_qat_accuracy"], None, None)]
+    if flip:
+        rows.insert(0, ("Keras float, one pass", None,
+                        summary.get("keras_float_one_pass_accuracy"), None, None))
     for fmt, v in summary["variants"].items():
         rows.append((v["file"], v["size_bytes"], v["accuracy"], v["latency_ms"].get("1"),
                      v["latency_ms"].get("2")))
@@ -369,12 +415,17 @@ def format_summary(summary: dict) -> str:
     t = summary["timings"]
     lines += ["", f"{summary['model']} on {summary['data']}, {summary['parameters']:,} parameters, "
                   f"{summary['test_samples']} test images.",
+              *([f"Every file averages its prediction over each image and its mirror image "
+                 "(two passes, in its latency; --flip-average off exports one pass)."]
+                if flip else []),
               f"Time: training {t['train_s']:.0f} s, QAT {t['qat_s']:.0f} s, export "
               f"{t['export_s']:.0f} s, total {t['total_s']:.0f} s.",
               f"Bundle: {summary['bundle']} (copy it to android_demo/app/src/main/assets/bundle/)"]
     plan = summary.get("time_plan")
     if plan and summary.get("epochs_trained", plan["epochs_asked"]) < plan["epochs_asked"]:
-        lines.insert(-1, f"Epochs: {summary['epochs_trained']} of {plan['epochs_asked']}, to fit "
-                         f"the {plan['budget_s'] / 60:g}-minute budget at {plan['step_ms']:.0f} ms "
-                         "per training step (--time-budget 0 trains them all).")
+        lines.insert(-1, f"Epochs: {round(summary['epochs_trained'], 1):g} of "
+                         f"{plan['epochs_asked']}, to "
+                         f"fit the {plan['budget_s'] / 60:g}-minute budget at "
+                         f"{plan['step_ms']:.0f} ms per timed training step (--time-budget 0 "
+                         "trains them all).")
     return "\n".join(lines)

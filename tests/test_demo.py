@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from kerascnn.demo import FORMATS, DemoConfig, format_summary, plan_epochs, run_demo
+from kerascnn.demo import (EVAL_BATCH_COST, FORMATS, STEP_MARGIN, DemoConfig, format_summary,
+                           plan_epochs, run_demo)
 from kerascnn.export.bundle import FILES
 from kerascnn.quantization.checks import integer_report
 
@@ -29,6 +30,12 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
     assert "Warning: even one epoch" in printed
     assert "for 1 epoch\n" in printed
     assert "Epochs: 1 of 2, to fit the 0.01-minute budget" in format_summary(summary)
+    # Fashion-MNIST's recipe trains with flips, so the exported files average each image with
+    # its mirror image; the table also shows the float model's one-pass accuracy.
+    assert summary["flip_average"] is True
+    assert 0.0 <= summary["keras_float_one_pass_accuracy"] <= 1.0
+    assert "Keras float, one pass" in printed and "mirror image" in printed
+    assert "REVERSE_V2" in integer_report((out / FILES["tflite_int8"]).read_bytes())["ops"]
     for stage in ("[1/4] Training mobilenet_v2", "[2/4] Quantization-aware", "[3/4] Exporting",
                   "[4/4] Result"):
         assert stage in printed
@@ -77,6 +84,14 @@ def test_plan_epochs_fits_the_budget():
     # over the 14 minutes, so the plan must stop earlier.
     wide = plan_epochs(840, 25, 0.134, **job)
     assert wide["epochs"] < 10 and wide["fits"]
+    # The time left to a clock-stopped training: the budget less set-up, reserve and one
+    # validation; at the timed (unmargined) step it holds more than the margined whole epochs.
+    for plan, spent, step in ((slow, 35, 0.170), (wide, 25, 0.134)):
+        assert plan["train_s"] == pytest.approx(
+            840 - spent - plan["reserve_s"] - EVAL_BATCH_COST * 79 * step * STEP_MARGIN, abs=0.2)
+        epoch_s = (468 + EVAL_BATCH_COST * 79) * step
+        assert plan["epochs_in_time"] == pytest.approx(plan["train_s"] / epoch_s, abs=0.06)
+        assert plan["epochs"] <= plan["epochs_in_time"] < (plan["epochs"] + 1) * STEP_MARGIN
 
 
 def test_demo_cli_time_budget(monkeypatch):
@@ -92,6 +107,19 @@ def test_demo_cli_time_budget(monkeypatch):
         assert main(["demo", *argv]) == 0
     assert [c.time_budget for c in seen] == [14.0, 5.0, None, None, 20.0]
     assert seen[3].epochs == 30
+
+
+def test_demo_cli_flip_average(monkeypatch):
+    import kerascnn.demo
+    from kerascnn.cli import main
+
+    seen = []
+    monkeypatch.setattr(kerascnn.demo, "run_demo", lambda config: seen.append(config))
+    for argv in ([], ["--flip-average", "off"], ["--flip-average", "on"]):
+        assert main(["demo", *argv]) == 0
+    assert [c.flip_average for c in seen] == ["auto", False, True]
+    with pytest.raises(ValueError, match="Received: flip_average='yes'"):
+        DemoConfig(flip_average="yes")
 
 
 def test_demo_label_smoothing_reaches_the_recipe(monkeypatch):
@@ -112,6 +140,30 @@ def test_demo_label_smoothing_reaches_the_recipe(monkeypatch):
               "--eval-samples", "8", "--time-budget", "0"])
     assert seen["recipe"].label_smoothing == 0.2 and seen["recipe"].learning_rate == 0.05
     assert seen["recipe"].augment == ("flip",)  # the rest is the Fashion-MNIST recipe's
+
+
+def test_demo_gives_the_training_the_time_left(monkeypatch):
+    """With a budget that holds several epochs, the float training gets the asked epochs as its
+    cap and the time the plan leaves as its limit; with progressive resizing (laid out over
+    epochs) it gets whole epochs and no limit."""
+    import kerascnn.training
+
+    seen = []
+
+    def fake_train(model, train_data, test_data, recipe, **kwargs):
+        seen.append((recipe, kwargs.get("time_limit")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kerascnn.training, "train", fake_train)
+    monkeypatch.setattr(kerascnn.training, "time_training_step", lambda *a, **k: 0.01)
+    for schedule in ((), ((0.5, 32),)):
+        with pytest.raises(KeyboardInterrupt):
+            run_demo(DemoConfig(epochs=20, alpha=0.35, eval_samples=8, time_budget=14,
+                                progressive_resizing=schedule), verbose=0)
+    (recipe, limit), (staged, staged_limit) = seen
+    # 469 steps of 10 ms per epoch: the plan fits all 20 epochs with time to spare.
+    assert recipe.epochs == 20 and 600 < limit < 14 * 60
+    assert staged.epochs == 20 and staged_limit is None
 
 
 def test_demo_cli_reports_bad_input():

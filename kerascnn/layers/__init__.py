@@ -3,9 +3,11 @@ with `keras.ops` (so it runs on every backend), has `get_config` and is register
 under the "kerascnn" package, so models that use it save and load with `safe_mode=True`."""
 
 from kerascnn.layers.deformable import DeformableConv2D
+from kerascnn.layers.flip_average import FlipConcat, PairMean, flip_averaged
 from kerascnn.layers.lrn import LocalResponseNormalization
 from kerascnn.layers.quantization import (FakeQuant, QuantBatchNorm, QuantConv,
                                           QuantDeformableSampling, QuantDense)
 
-__all__ = ["DeformableConv2D", "FakeQuant", "LocalResponseNormalization", "QuantBatchNorm",
-           "QuantConv", "QuantDeformableSampling", "QuantDense"]
+__all__ = ["DeformableConv2D", "FakeQuant", "FlipConcat", "LocalResponseNormalization",
+           "PairMean", "QuantBatchNorm", "QuantConv", "QuantDeformableSampling", "QuantDense",
+           "flip_averaged"]

@@ -20,7 +20,8 @@ stores passed through a fake quantizer:
   * where TFLite fuses the next op into this one: a conv or fully connected layer whose only
     consumer is ReLU or ReLU6 gets its quantizer after the activation;
   * layers that TFLite runs with the input's scale (max/average pooling, padding, reshaping,
-    nearest/bilinear upsampling, dropout): they pass the quantized tensor through.
+    nearest/bilinear upsampling, dropout, the mirror-image batch of `FlipConcat`): they pass the
+    quantized tensor through.
 - Activations TFLite quantizes with a fixed scale get that range: sigmoid and softmax [0, 255/256]
   (the int8 LOGISTIC/SOFTMAX output scale 1/256, zero point -128; a [0, 1] range would leave a
   float island), tanh [-1, 127/128]. Activations without a TFLite kernel of their own are
@@ -44,6 +45,7 @@ from keras import layers
 
 from kerascnn.analysis.graph import walk
 from kerascnn.layers.deformable import DeformableConv2D
+from kerascnn.layers.flip_average import FlipConcat, PairMean
 from kerascnn.layers.quantization import (SIGMOID_RANGE, FakeQuant, QuantBatchNorm, QuantConv,
                                           QuantDeformableSampling, QuantDense)
 
@@ -53,11 +55,12 @@ TANH_RANGE = (-1.0, 127.0 / 128.0)
 _PASS_THROUGH = (layers.ZeroPadding2D, layers.MaxPooling2D, layers.AveragePooling2D,
                  layers.GlobalMaxPooling2D, layers.Dropout, layers.SpatialDropout2D,
                  layers.Flatten, layers.Reshape, layers.Cropping2D, layers.UpSampling2D,
-                 layers.Permute, layers.Identity, layers.GaussianNoise, layers.GaussianDropout)
+                 layers.Permute, layers.Identity, layers.GaussianNoise, layers.GaussianDropout,
+                 FlipConcat)
 # Layers re-created from their config and followed by a quantizer.
 _REQUANTIZING = (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum,
                  layers.Minimum, layers.Concatenate, layers.GlobalAveragePooling2D,
-                 layers.Rescaling, layers.Resizing)
+                 layers.Rescaling, layers.Resizing, PairMean)
 _FUSABLE_ACTIVATIONS = ("relu", "relu6")
 _FIXED_RANGES = {"sigmoid": SIGMOID_RANGE, "softmax": SIGMOID_RANGE, "tanh": TANH_RANGE}
 _SPLIT_ACTIVATIONS = ("swish", "silu", "hard_sigmoid")
@@ -309,7 +312,8 @@ class _Rewriter:
         return layers.Activation(activation, name=name)
 
     def activation(self, node, x, activation):
-        return self.apply_activation(x, activation, node.name, node)
+        # A call inside a nested model is named "inner/layer"; Keras names cannot hold "/".
+        return self.apply_activation(x, activation, node.name.replace("/", "_"), node)
 
     def apply_activation(self, x, activation, name, node):
         if activation in _SPLIT_ACTIVATIONS:

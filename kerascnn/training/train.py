@@ -34,6 +34,7 @@ from kerascnn.training.fused_bn import fused_batchnorm
 from kerascnn.training.progressive import progressive_resizing
 from kerascnn.training.recipe import Recipe, get_recipe
 from kerascnn.training.split_batch import auto_batch_splits, check_batch_splits, split_batch_step
+from kerascnn.training.time_limit import TimeLimit, check_time_limit, cosine_progress
 
 
 def has_gpu() -> bool:
@@ -202,10 +203,18 @@ def precise_batchnorm(model, dataset, steps: int = 100) -> int:
     return used
 
 
-def _optimizer(recipe: Recipe, steps_per_epoch: int):
+def _schedule_steps(recipe: Recipe, steps_per_epoch: int) -> tuple[int, int]:
+    """(total, warm-up) steps of the recipe's schedule."""
     total = max(1, int(recipe.epochs * steps_per_epoch))
-    warmup = min(total - 1, int(recipe.warmup_epochs * steps_per_epoch))
-    if warmup > 0:
+    return total, max(0, min(total - 1, int(recipe.warmup_epochs * steps_per_epoch)))
+
+
+def _optimizer(recipe: Recipe, steps_per_epoch: int, timed=False):
+    total, warmup = _schedule_steps(recipe, steps_per_epoch)
+    if timed:  # a TimeLimit callback sets the rate before each step
+        schedule = cosine_progress(recipe.learning_rate, 0, warmup_steps=warmup,
+                                   total_steps=total)
+    elif warmup > 0:
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=total - warmup, warmup_target=recipe.learning_rate, warmup_steps=warmup)
     else:
@@ -316,7 +325,7 @@ def _is_segmentation(model) -> bool:
     return len(model.outputs[0].shape) == 4
 
 
-def _compile(model, recipe, steps, outputs):
+def _compile(model, recipe, steps, outputs, timed=False):
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing)
     accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")  # per pixel for segmentation
     main_metrics = [accuracy]
@@ -325,7 +334,7 @@ def _compile(model, recipe, steps, outputs):
         main_metrics.append(keras.metrics.MeanIoU(int(model.outputs[0].shape[-1]), name="mean_iou",
                                                   sparse_y_true=False, sparse_y_pred=False))
     model.compile(
-        optimizer=_optimizer(recipe, steps),
+        optimizer=_optimizer(recipe, steps, timed),
         loss=loss if outputs == 1 else [loss] * outputs,
         loss_weights=None if outputs == 1 else [1.0] + [recipe.aux_loss_weight] * (outputs - 1),
         metrics=main_metrics if outputs == 1 else [main_metrics] + [[]] * (outputs - 1),
@@ -426,7 +435,7 @@ def _batch_splits(recipe: Recipe, train_data, strategy) -> int:
 
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
           callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
-          compile_model=True):
+          compile_model=True, time_limit=None):
     """Trains a classifier or segmentation model with a recipe, checkpoints, resumable backups and logs.
 
     Args:
@@ -452,14 +461,28 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             that a run killed mid-epoch loses at most N steps.
         verbose: passed to `model.fit` (the progress bar).
         compile_model: compile with the recipe (False: keep the caller's compilation).
+        time_limit: seconds of wall time the training (`fit`, validation included) may take, or
+            None. Training stops when they are spent or the recipe's epochs are done, whichever
+            comes first, and the learning rate's cosine decay follows whichever of the two is
+            further along (`kerascnn.training.time_limit`), so a run ends annealed on a slower
+            or faster machine alike. Precise BN and the final evaluation come after it. With
+            `compile_model=False` only the stop applies. TensorFlow backend only. On resumption
+            the time counts from the new call.
 
     Returns:
-        The Keras History; `history.results` holds the final evaluation (also in results.json).
+        The Keras History; `history.results` holds the final evaluation (also in results.json)
+        and, with a time limit, `time_limit_s`, `stopped_at_step` (None: the epochs ended
+        first), `steps_trained` and `epochs_trained` (a fraction when stopped mid-epoch).
 
     Raises:
-        ValueError: a bad recipe or data.
+        ValueError: a bad recipe, data or time limit.
     """
     recipe = get_recipe(recipe)
+    time_limit = check_time_limit(time_limit)
+    if time_limit is not None and keras.backend.backend() != "tensorflow":
+        raise ValueError("`time_limit` needs the TensorFlow backend (the other trainers do not "
+                         "see a learning rate changed between steps). Received: time_limit="
+                         f"{time_limit!r} with backend {keras.backend.backend()!r}")
     steps = steps_per_epoch or _count_steps(train_data)
     num_classes = int(model.outputs[0].shape[-1])
     outputs = len(model.outputs)
@@ -472,9 +495,14 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
+    timer = None
+    if time_limit is not None:
+        total, warmup = _schedule_steps(recipe, steps)
+        timer = TimeLimit(time_limit, recipe.learning_rate if compile_model else None,
+                          warmup_steps=warmup, total_steps=total)
     if compile_model:
         with scope():
-            _compile(model, recipe, steps, outputs)
+            _compile(model, recipe, steps, outputs, timed=timer is not None)
     train_targets = _with_targets(train_data, num_classes, outputs, sparse_rank)
     if steps_per_epoch is None:
         # One iterator for the whole run. Given a finite dataset, Keras creates a new iterator at
@@ -509,6 +537,8 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             keras.callbacks.TensorBoard(str(out / "logs")),
         ]
     all_callbacks += list(callbacks)
+    if timer is not None:
+        all_callbacks.append(timer)
     parts = _batch_splits(recipe, train_data, strategy)
     with (split_batch_step(model, parts),
           progressive_resizing(model, recipe.progressive_resizing, recipe.epochs,
@@ -526,6 +556,11 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                                 shuffle=False)  # the pipeline shuffles; Keras warns otherwise
         results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe),
                    "batch_splits": parts}
+        if timer is not None:
+            trained = timer.steps_run
+            results.update(time_limit_s=time_limit, stopped_at_step=timer.stopped_at_step,
+                           steps_trained=trained, epochs_trained=round(trained / steps_per_epoch, 3),
+                           fit_s=round(timer.elapsed_s, 1))
         if recipe.precise_bn_steps:
             with scope():
                 results["precise_bn_batches"] = precise_batchnorm(model, train_data,

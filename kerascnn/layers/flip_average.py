@@ -1,0 +1,70 @@
+"""Flip averaging inside the model: a classifier that predicts on an image and on its mirror image
+and returns the mean of the two predictions ("test-time augmentation" with horizontal flips).
+
+`flip_averaged(model)` wraps a trained classifier: `FlipConcat` stacks the batch and its mirror
+images into one batch of twice the size, the classifier runs once on it, and `PairMean` averages
+each image's two predictions. The result is an ordinary functional model with the same input and
+output and the same weights, so it saves, quantizes (`kerascnn.quantization.quantize_model` knows
+both layers) and converts to TFLite with builtin ops only (REVERSE_V2, CONCATENATION, RESHAPE,
+MEAN), float or full int8. It costs a second pass per image (one invocation with batch 2 in
+TFLite). It suits classifiers trained with horizontal flips, whose predictions on mirror images
+are about as good as on the originals but make different mistakes.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class FlipConcat(layers.Layer):
+    """(N, H, W, C) -> (2N, H, W, C): the images, then the same images mirrored left to right."""
+
+    def call(self, inputs):
+        return ops.concatenate([inputs, ops.flip(inputs, axis=2)], axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return (None if batch is None else 2 * batch, *input_shape[1:])
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class PairMean(layers.Layer):
+    """(2N, ...) -> (N, ...): row i of the output is the mean of rows i and N + i of the input."""
+
+    def call(self, inputs):
+        pairs = ops.reshape(inputs, (2, -1, *inputs.shape[1:]))
+        return ops.mean(pairs, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return (None if batch is None else batch // 2, *input_shape[1:])
+
+
+def flip_averaged(model, name: str | None = None):
+    """`model` with its predictions averaged over each image and its mirror image.
+
+    Args:
+        model: a classifier with one image input (N, H, W, C) and one output (N, classes).
+        name: the new model's name (default: "<model name>_flip_averaged").
+
+    Returns:
+        A functional model with the same input, output and weights (shared with `model`).
+
+    Raises:
+        ValueError: a model with several inputs or outputs, or whose input is not an image
+            batch or whose output is not one vector per image (segmentation outputs would need
+            their mirror half flipped back).
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("flip_averaged needs a model with one input and one output. Received "
+                         f"{len(model.inputs)} input(s) and {len(model.outputs)} output(s).")
+    in_shape, out_shape = tuple(model.inputs[0].shape), tuple(model.outputs[0].shape)
+    if len(in_shape) != 4 or len(out_shape) != 2:
+        raise ValueError("flip_averaged needs an image classifier: input (N, H, W, C) and output "
+                         f"(N, classes). Received input {in_shape} and output {out_shape}.")
+    images = keras.Input(in_shape[1:], name="images")
+    both = FlipConcat(name="flip_concat")(images)
+    averaged = PairMean(name="flip_mean")(model(both))
+    return keras.Model(images, averaged, name=name or f"{model.name}_flip_averaged")

@@ -1,0 +1,100 @@
+"""Flip averaging inside the model (`kerascnn.layers.flip_averaged`): values, saving, and the
+float and int8 TFLite files (post-training and QAT) with builtin integer ops only."""
+
+import keras
+import numpy as np
+import pytest
+
+import kerascnn
+from kerascnn.export.convert import tflite_ops, to_tflite
+from kerascnn.export.runtime import TFLiteModel
+from kerascnn.layers import FlipConcat, PairMean, flip_averaged
+from kerascnn.quantization import calibrate, quantize_model
+from kerascnn.quantization.checks import integer_report
+
+
+def _images(n=16, size=32, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    keras.utils.set_random_seed(0)
+    return kerascnn.build("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=10)
+
+
+def test_layers():
+    x = np.arange(2 * 2 * 3 * 1, dtype="float32").reshape(2, 2, 3, 1)
+    both = keras.ops.convert_to_numpy(FlipConcat()(x))
+    assert both.shape == (4, 2, 3, 1)
+    np.testing.assert_array_equal(both[:2], x)
+    np.testing.assert_array_equal(both[2:], x[:, :, ::-1])  # mirrored left to right
+    rows = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0], [7.0, 0.0]], "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(PairMean()(rows)), [[3, 5], [5, 2]])
+    assert FlipConcat().compute_output_shape((3, 8, 8, 1)) == (6, 8, 8, 1)
+    assert PairMean().compute_output_shape((None, 10)) == (None, 10)
+
+
+def test_prediction_is_the_mean_over_the_mirror_images(classifier):
+    averaged = flip_averaged(classifier)
+    x = _images()
+    expected = (classifier.predict(x, verbose=0) + classifier.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(averaged.predict(x, verbose=0), expected, atol=1e-6)
+    assert averaged.count_params() == classifier.count_params()
+    assert averaged.input_shape == classifier.input_shape
+    assert averaged.output_shape == classifier.output_shape
+    assert averaged.name == f"{classifier.name}_flip_averaged"
+    # The weights are the classifier's own variables, not copies.
+    assert {id(w) for w in averaged.weights} == {id(w) for w in classifier.weights}
+
+
+def test_saves_and_loads(classifier, tmp_path):
+    averaged = flip_averaged(classifier)
+    averaged.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = _images(4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), averaged.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+def test_refuses_what_it_cannot_average():
+    inp = keras.Input((16, 16, 3))
+    seg = keras.Model(inp, keras.layers.Conv2D(4, 1, activation="softmax")(inp))
+    with pytest.raises(ValueError, match=r"image classifier.*output \(None, 16, 16, 4\)"):
+        flip_averaged(seg)
+    two = keras.Model(inp, [keras.layers.GlobalAveragePooling2D()(inp)] * 2)
+    with pytest.raises(ValueError, match="1 input\\(s\\) and 2 output\\(s\\)"):
+        flip_averaged(two)
+
+
+def test_float_tflite_matches_keras(classifier):
+    averaged = flip_averaged(classifier)
+    content = to_tflite(averaged, "float32")
+    ops = set(tflite_ops(content))
+    assert {"REVERSE_V2", "CONCATENATION", "MEAN"} <= ops
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
+    x = _images(4)
+    np.testing.assert_allclose(TFLiteModel(content)(x), averaged.predict(x, verbose=0), atol=1e-5)
+
+
+def test_int8_files_are_fully_integer(classifier):
+    """Post-training int8 of the wrapper and the QAT rewrite of it (which places the input's
+    quantizer before the mirror batch and one after the mean) convert to integer-only files
+    that agree with Keras."""
+    averaged = flip_averaged(classifier)
+    x = _images(64, seed=2)
+    ptq = to_tflite(averaged, "int8", representative_data=x)
+    report = integer_report(ptq)
+    assert report["fully_integer"], report["float_tensors"]
+    assert "REVERSE_V2" in report["ops"] and "MEAN" in report["ops"]
+
+    qat_model = quantize_model(averaged)
+    assert any(isinstance(layer, FlipConcat) for layer in qat_model.layers)
+    calibrate(qat_model, [(x, np.zeros(len(x), "int64"))], steps=1)
+    qat_file = to_tflite(qat_model, "qat_int8")
+    report = integer_report(qat_file)
+    assert report["fully_integer"], report["float_tensors"]
+    expected = qat_model.predict(x, verbose=0)
+    got = TFLiteModel(qat_file)(x)
+    assert np.abs(got - expected).max() < 0.05  # int8 rounding of probabilities
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
