@@ -354,8 +354,12 @@ def _cmd_train(args) -> int:
           f"{recipe.epochs} epochs; GPU: {hardware['gpu']}, mixed precision: "
           f"{hardware['mixed_precision']}, replicas: {strategy.num_replicas_in_sync}; run "
           f"directory {out} (rerun the same command to resume)")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(f"--time-limit must be a positive number of minutes. Received: "
+                         f"{args.time_limit:g}")
     history = train(model, train_data, val_data, recipe, out_dir=out,
-                    steps_per_epoch=args.steps_per_epoch, backup_every_steps=args.backup_every)
+                    steps_per_epoch=args.steps_per_epoch, backup_every_steps=args.backup_every,
+                    time_limit=None if args.time_limit is None else 60 * args.time_limit)
     print(json.dumps(history.results, indent=2))
     return 0
 
@@ -555,6 +559,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, metavar="N", help="default: from the data source")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")
     p.add_argument("--steps-per-epoch", type=int, metavar="N", help="default: the whole data set")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after MIN minutes of training, with the learning rate annealed "
+                        "over that time (or the epochs, if they end first)")
     p.add_argument("--backup-every", type=int, metavar="STEPS",
                    help="back up every STEPS steps as well as every epoch")
     p.add_argument("--seed", type=int, default=0)

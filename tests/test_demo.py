@@ -36,6 +36,9 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
     assert 0.0 <= summary["keras_float_one_pass_accuracy"] <= 1.0
     assert "Keras float, one pass" in printed and "mirror image" in printed
     assert "REVERSE_V2" in integer_report((out / FILES["tflite_int8"]).read_bytes())["ops"]
+    # The files still output probabilities (the app must not apply a softmax again).
+    output = json.loads((out / "metadata.json").read_text())["output"]
+    assert output == {"classes": 10, "activation": "softmax", "flip_averaged": True}
     for stage in ("[1/4] Training mobilenet_v2", "[2/4] Quantization-aware", "[3/4] Exporting",
                   "[4/4] Result"):
         assert stage in printed

@@ -249,7 +249,7 @@ def test_export_replaces_an_existing_bundle(trained, tmp_path):
 def test_googlenet_exports_without_auxiliary_heads():
     model = kerascnn.build("googlenet", input_shape=(96, 96, 3), classes=4, aux_logits=True)
     assert len(model.outputs) == 3
-    content = to_tflite(bundle_module._classifier_only(model), "float32")
+    content = to_tflite(bundle_module.classifier_only(model), "float32")
     details = tensor_details(content)
     assert details["output"]["shape"] == [1, 4]
     from kerascnn.models.googlenet import strip_auxiliary_heads

@@ -98,3 +98,36 @@ def test_int8_files_are_fully_integer(classifier):
     got = TFLiteModel(qat_file)(x)
     assert np.abs(got - expected).max() < 0.05  # int8 rounding of probabilities
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+
+
+def test_bundle_metadata_names_the_classifier_output(classifier, tmp_path):
+    """The bundle of a flip-averaged classifier says its output is softmax probabilities (the
+    mean of two) and that it is flip-averaged; a plain classifier's says it is not."""
+    import json
+
+    from kerascnn.export import export
+
+    for model, flipped in ((flip_averaged(classifier), True), (classifier, False)):
+        out = tmp_path / f"bundle_{flipped}"
+        export(model, out, formats=("tflite_float32",), latency_runs=1)
+        output = json.loads((out / "metadata.json").read_text())["output"]
+        assert output == {"classes": 10, "activation": "softmax", "flip_averaged": flipped}
+
+
+def test_wraps_the_main_classifier_of_a_model_with_auxiliary_heads():
+    """What the demo does for a GoogLeNet-style model: the auxiliary heads are dropped
+    (`classifier_only`) and the main classifier is flip-averaged."""
+    from kerascnn.export.bundle import classifier_only
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inp))
+    main = keras.layers.Dense(3, activation="softmax", name="predictions")(pooled)
+    aux = keras.layers.Dense(3, activation="softmax", name="aux1_predictions")(pooled)
+    model = keras.Model(inp, [main, aux])
+    with pytest.raises(ValueError, match="2 output"):
+        flip_averaged(model)
+    averaged = flip_averaged(classifier_only(model))
+    x = _images(4, size=16)
+    expected = (model.predict(x, verbose=0)[0] + model.predict(x[:, :, ::-1], verbose=0)[0]) / 2
+    np.testing.assert_allclose(averaged.predict(x, verbose=0), expected, atol=1e-6)

@@ -421,7 +421,7 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     status = main(["train", "mobilenet_v2", "--alpha", "0.35", "--epochs", "1",
                    "--steps-per-epoch", "4", "--batch-size", "32", "--recipe",
                    "mobilenet_fashion_mnist", "--label-smoothing", "0.2", "--weight-decay",
-                   "1e-4", "--batch-splits", "2", "--out", str(out)])
+                   "1e-4", "--batch-splits", "2", "--time-limit", "10", "--out", str(out)])
     assert status == 0
     printed = capsys.readouterr().out
     assert "at 32x32 on fashion_mnist (10 classes)" in printed
@@ -432,9 +432,15 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert results["recipe"]["label_smoothing"] == 0.2 and results["recipe"]["weight_decay"] == 1e-4
     assert results["recipe"]["learning_rate"] == 0.1 and results["recipe"]["augment"] == ["flip"]
     assert results["recipe"]["batch_splits"] == 2 and results["batch_splits"] == 2
+    # Ten minutes outlast the four steps: the epochs ended first.
+    assert results["time_limit_s"] == 600 and results["stopped_at_step"] is None
+    assert results["steps_trained"] == 4
     assert main(["evaluate", str(out / "best.keras"), "--steps", "2"]) == 0
     assert '"accuracy"' in capsys.readouterr().out
     assert main(["train", "mobilenet_v2", "--recipe", "fast"]) == 2
     assert "Unknown recipe 'fast'" in capsys.readouterr().err
     assert main(["train", "mobilenet_v2", "--batch-splits", "0"]) == 2
     assert "Received: batch_splits=0" in capsys.readouterr().err
+    assert main(["train", "mobilenet_v2", "--time-limit", "0"]) == 2
+    assert "--time-limit must be a positive number of minutes. Received: 0" in (
+        capsys.readouterr().err)

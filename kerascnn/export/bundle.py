@@ -50,7 +50,7 @@ def _check_formats(formats):
     return formats
 
 
-def _classifier_only(model):
+def classifier_only(model):
     """GoogLeNet-style models with auxiliary outputs export only their main classifier."""
     if len(model.outputs) == 1:
         return model
@@ -183,7 +183,7 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
     formats = _check_formats(formats)
     if resize_method not in ("bilinear", "nearest"):
         raise ValueError(f"`resize_method` must be 'bilinear' or 'nearest'. Received: {resize_method!r}")
-    model = _classifier_only(model)
+    model = classifier_only(model)
     if len(model.outputs[0].shape) != 2:
         raise ValueError(f"Export bundles are for classifiers with (batch, classes) output; "
                          f"{model.name!r} outputs {tuple(model.outputs[0].shape)}.")
@@ -193,7 +193,7 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
     val_x, val_y = _as_arrays(validation_data, validation_samples)
     keras_probs = model.predict(val_x, verbose=0, batch_size=64) if val_x is not None else None
     if qat_model is not None:
-        qat_model = _classifier_only(qat_model)
+        qat_model = classifier_only(qat_model)
         if tuple(qat_model.inputs[0].shape[1:]) != tuple(model.inputs[0].shape[1:]):
             raise ValueError("`qat_model` must take the same input as `model`. Received input "
                              f"shapes {tuple(qat_model.inputs[0].shape[1:])} and "
@@ -251,7 +251,9 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
                 "channels": int(model.inputs[0].shape[-1]),
                 "quantization_rounding": ROUNDING,
             },
-            "output": {"classes": classes, "activation": _output_activation(model)},
+            "output": {"classes": classes, "activation": _output_activation(model),
+                       # each prediction is the mean over the image and its mirror image
+                       "flip_averaged": _flip_averaged_classifier(model) is not None},
             "labels_file": "labels.txt",
             "class_names": class_names,
             "default_model": tflite_formats[0] if tflite_formats else None,
@@ -291,8 +293,25 @@ def _swap_in(staging: Path, out_dir: Path):
         shutil.rmtree(backup, ignore_errors=True)
 
 
+def _flip_averaged_classifier(model):
+    """The classifier inside a `flip_averaged` model, or None for any other model."""
+    import keras
+
+    from kerascnn.layers.flip_average import PairMean
+
+    if isinstance(model.layers[-1], PairMean):
+        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if inner:
+            return inner[-1]
+    return None
+
+
 def _output_activation(model) -> str:
-    """"softmax", "sigmoid" or "none", read from the last layer or else the classifier layer."""
+    """"softmax", "sigmoid" or "none", read from the last layer or else the classifier layer
+    (of a flip-averaged model: its classifier's, whose mean of two outputs keeps their kind)."""
+    inner = _flip_averaged_classifier(model)
+    if inner is not None:
+        return _output_activation(inner)
     candidates = [model.layers[-1]]
     if any(layer.name == "predictions" for layer in model.layers):
         candidates.append(model.get_layer("predictions"))
