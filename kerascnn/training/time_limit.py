@@ -15,8 +15,9 @@ variable, so checkpoints hold nothing custom), and stops training once the time 
 ends the epoch there and still runs its validation). Without a time limit, `train` keeps Keras's
 `CosineDecay`.
 
-Keras has no time-based schedule or time-limit callback; this module is that missing piece.
-It needs the TensorFlow backend: the JAX and PyTorch trainers hand the optimizer's variables to
+Keras has neither a time-based schedule nor a time limit; TensorFlow Addons' `TimeStopping`
+(deprecated with the package) stopped only at an epoch's end and left the learning rate on its
+step schedule, so a stopped run was not annealed. This module is that missing piece. It needs the TensorFlow backend: the JAX and PyTorch trainers hand the optimizer's variables to
 the compiled step as state at the start of each epoch, so a value written by a callback between
 steps is not seen until the next epoch.
 """
