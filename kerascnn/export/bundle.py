@@ -236,6 +236,8 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
                                       for t in threads}
             report_models[fmt] = info
         tflite_formats = [f for f in _DEFAULT_ORDER if f in entries]
+        from kerascnn.layers.flip_average import wrapped_classifier  # imports keras
+
         metadata = {
             "format_version": METADATA_VERSION,
             "kerascnn_version": _version(),
@@ -253,7 +255,7 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
             },
             "output": {"classes": classes, "activation": _output_activation(model),
                        # each prediction is the mean over the image and its mirror image
-                       "flip_averaged": _flip_averaged_classifier(model) is not None},
+                       "flip_averaged": wrapped_classifier(model) is not None},
             "labels_file": "labels.txt",
             "class_names": class_names,
             "default_model": tflite_formats[0] if tflite_formats else None,
@@ -293,23 +295,12 @@ def _swap_in(staging: Path, out_dir: Path):
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def _flip_averaged_classifier(model):
-    """The classifier inside a `flip_averaged` model, or None for any other model."""
-    import keras
-
-    from kerascnn.layers.flip_average import PairMean
-
-    if isinstance(model.layers[-1], PairMean):
-        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        if inner:
-            return inner[-1]
-    return None
-
-
 def _output_activation(model) -> str:
     """"softmax", "sigmoid" or "none", read from the last layer or else the classifier layer
     (of a flip-averaged model: its classifier's, whose mean of two outputs keeps their kind)."""
-    inner = _flip_averaged_classifier(model)
+    from kerascnn.layers.flip_average import wrapped_classifier
+
+    inner = wrapped_classifier(model)
     if inner is not None:
         return _output_activation(inner)
     candidates = [model.layers[-1]]

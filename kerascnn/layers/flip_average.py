@@ -68,3 +68,12 @@ def flip_averaged(model, name: str | None = None):
     both = FlipConcat(name="flip_concat")(images)
     averaged = PairMean(name="flip_mean")(model(both))
     return keras.Model(images, averaged, name=name or f"{model.name}_flip_averaged")
+
+
+def wrapped_classifier(model):
+    """The classifier inside a model made by `flip_averaged`, or None for any other model."""
+    if model.layers and isinstance(model.layers[-1], PairMean):
+        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if inner:
+            return inner[-1]
+    return None
