@@ -457,7 +457,7 @@ def _cmd_demo(args) -> int:
                                             "alpha", "output_stride", "batch_size",
                                             "learning_rate", "label_smoothing",
                                             "steps_per_epoch",
-                                            "qat_steps", "eval_samples", "out", "latency_runs",
+                                            "qat_steps", "qat_learning_rate", "eval_samples", "out", "latency_runs",
                                             "seed", "progressive_resizing")
               if getattr(args, f) is not None}
     if args.flip_average is not None:
@@ -630,6 +630,8 @@ def _parser() -> argparse.ArgumentParser:
                         "mirror image (two passes per image; auto: when the recipe trains with "
                         "flips, as Fashion-MNIST's does)")
     p.add_argument("--qat-steps", type=int, metavar="N", help="batches per QAT epoch")
+    p.add_argument("--qat-learning-rate", type=float, metavar="LR",
+                   help="peak AdamW learning rate of the QAT fine-tuning (default: 1e-5)")
     p.add_argument("--eval-samples", type=int, metavar="N",
                    help="test images for the table (default: the whole test set)")
     p.add_argument("--latency-runs", type=int, metavar="N")

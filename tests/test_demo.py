@@ -14,9 +14,19 @@ from kerascnn.quantization.checks import integer_report
 pytestmark = pytest.mark.xdist_group("demo")
 
 
-def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
+def test_demo_tiny_budget_end_to_end(tmp_path, capsys, monkeypatch):
     """The whole job in a few steps. Its time budget (0.01 minutes) is too small for the two
     epochs asked for, so the demo times the step, trains one epoch and says so."""
+    import kerascnn.quantization
+
+    qat_calls = []
+    real_qat = kerascnn.quantization.qat
+
+    def spy_qat(*args, **kwargs):
+        qat_calls.append(kwargs)
+        return real_qat(*args, **kwargs)
+
+    monkeypatch.setattr(kerascnn.quantization, "qat", spy_qat)
     out = tmp_path / "bundle"
     summary = run_demo(DemoConfig(epochs=2, steps_per_epoch=2, qat_steps=2, alpha=0.35,
                                   batch_size=32, eval_samples=64, latency_runs=2, out=str(out),
@@ -48,6 +58,9 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
         assert (out / name).exists(), name
     assert json.loads((out / "demo.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["test_samples"] == 64
+    # QAT ran once, at the demo's gentle rate (the default config's), for the steps asked.
+    assert [(c["learning_rate"], c["steps_per_epoch"]) for c in qat_calls] == [(1e-5, 2)]
+    assert summary["config"]["qat_learning_rate"] == 1e-5
     variants = summary["variants"]
     assert set(variants) == {f for f in FORMATS if f.startswith("tflite_")}
     for v in variants.values():
@@ -64,7 +77,10 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys):
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("qat_epochs", -1),
                                           ("eval_samples", 0), ("time_budget", 0),
-                                          ("time_budget", -2.5), ("time_budget", "14")])
+                                          ("time_budget", -2.5), ("time_budget", "14"),
+                                          ("qat_learning_rate", 0), ("qat_learning_rate", -1e-5),
+                                          ("qat_learning_rate", 1.5), ("qat_learning_rate", "1e-5"),
+                                          ("qat_learning_rate", True)])
 def test_demo_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=f"Received: {field}={value!r}"):
         DemoConfig(**{field: value})
@@ -110,6 +126,17 @@ def test_demo_cli_time_budget(monkeypatch):
         assert main(["demo", *argv]) == 0
     assert [c.time_budget for c in seen] == [14.0, 5.0, None, None, 20.0]
     assert seen[3].epochs == 30
+
+
+def test_demo_cli_qat_learning_rate(monkeypatch):
+    import kerascnn.demo
+    from kerascnn.cli import main
+
+    seen = []
+    monkeypatch.setattr(kerascnn.demo, "run_demo", lambda config: seen.append(config))
+    for argv in ([], ["--qat-learning-rate", "3e-5"]):
+        assert main(["demo", *argv]) == 0
+    assert [c.qat_learning_rate for c in seen] == [1e-5, 3e-5]
 
 
 def test_demo_cli_flip_average(monkeypatch):
