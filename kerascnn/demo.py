@@ -50,8 +50,9 @@ class DemoConfig:
         qat_learning_rate: peak AdamW learning rate of the QAT fine-tuning (None: `qat`'s
             default, 1e-4). The demo's 1e-5: from a float model trained to convergence, whose
             post-training int8 file already matches it, every QAT step moves the weights away
-            from that optimum, and on the default's trained model 50 steps at 1e-4 cost 0.2-0.33
-            point of test accuracy where 1e-5 cost 0.03-0.05 (docs/main_job.md).
+            from that optimum. On one of three trained default models 50 steps at 1e-4 cost
+            0.2-0.33 point of test accuracy (four draws), on the other two nothing; at 1e-5 no
+            draw on the three moved it by more than 0.08 (docs/main_job.md).
         eval_samples: test images used for the accuracy table (None: the whole test set).
         out: bundle directory (default: export/bundles/<model>).
         run_dir: training run directory (checkpoints, logs) or None for none.
