@@ -115,7 +115,7 @@ def test_plan_epochs_fits_the_budget():
 
 def test_demo_cli_time_budget(monkeypatch):
     """--time-budget MIN sets the budget, 0 turns it off; an explicit --epochs trains all of
-    them unless --time-budget is given too; the default is DemoConfig's 14 minutes."""
+    them unless --time-budget is given too; the default is DemoConfig's 13.5 minutes."""
     import kerascnn.demo
     from kerascnn.cli import main
 
@@ -124,7 +124,7 @@ def test_demo_cli_time_budget(monkeypatch):
     for argv in ([], ["--time-budget", "5"], ["--time-budget", "0"], ["--epochs", "30"],
                  ["--epochs", "30", "--time-budget", "20"]):
         assert main(["demo", *argv]) == 0
-    assert [c.time_budget for c in seen] == [14.0, 5.0, None, None, 20.0]
+    assert [c.time_budget for c in seen] == [13.5, 5.0, None, None, 20.0]
     assert seen[3].epochs == 30
 
 
