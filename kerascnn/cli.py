@@ -457,8 +457,9 @@ def _cmd_demo(args) -> int:
                                             "alpha", "output_stride", "batch_size",
                                             "learning_rate", "label_smoothing",
                                             "steps_per_epoch",
-                                            "qat_steps", "qat_learning_rate", "eval_samples", "out", "latency_runs",
-                                            "seed", "progressive_resizing")
+                                            "qat_steps", "qat_learning_rate", "eval_samples",
+                                            "out", "latency_runs", "seed",
+                                            "progressive_resizing")
               if getattr(args, f) is not None}
     if args.flip_average is not None:
         fields["flip_average"] = {"auto": "auto", "on": True, "off": False}[args.flip_average]

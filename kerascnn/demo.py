@@ -33,7 +33,7 @@ class DemoConfig:
         model: registry name.
         data: data source (see `kerascnn.data.load`).
         epochs: float training epochs; with a time budget, the most (the clock usually stops
-            the training earlier: 12-13 epochs of the default fit the budget on the 2-core CPU).
+            the training earlier: 11-13 epochs of the default fit the budget on the 2-core CPU).
         qat_epochs: QAT fine-tuning epochs.
         input_size: square input size.
         alpha: width multiplier (for models that take one; None: the model's default).
