@@ -78,7 +78,7 @@ def measure(checkpoint, learning_rates, seeds, steps, test_images=None):
             print(json.dumps(draw), flush=True)
             draws.append(draw)
             if rate == 0:
-                break  # calibration only takes no random draws of the data that matter
+                break  # one draw: the seed would only change which batches set the ranges
     return {"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "steps": steps,
             "test_images": len(y),
             "batch_size": recipe.batch_size, "draws": draws}
