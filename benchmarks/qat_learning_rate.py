@@ -57,10 +57,11 @@ def measure(checkpoint, learning_rates, seeds, steps, test_images=None):
     float_pred = _predict(model, x)
     float_accuracy = float(np.mean(float_pred == y))
     print(f"float: {float_accuracy:.4f}", flush=True)
+    train_source = load("fashion_mnist", "train")  # read once; each draw builds its pipeline
     draws = []
     for rate in learning_rates:
         for seed in seeds:
-            data = pipeline_for(network, load("fashion_mnist", "train"), training=True,
+            data = pipeline_for(network, train_source, training=True,
                                 augment=recipe.augment, batch_size=recipe.batch_size, seed=seed)
             start = time.perf_counter()
             quantized = qat(model, data, None, epochs=1 if rate > 0 else 0, recipe=recipe,
@@ -80,8 +81,7 @@ def measure(checkpoint, learning_rates, seeds, steps, test_images=None):
             if rate == 0:
                 break  # one draw: the seed would only change which batches set the ranges
     return {"checkpoint": str(checkpoint), "float_accuracy": float_accuracy, "steps": steps,
-            "test_images": len(y),
-            "batch_size": recipe.batch_size, "draws": draws}
+            "test_images": len(y), "batch_size": recipe.batch_size, "draws": draws}
 
 
 def write_docs(result, command):
