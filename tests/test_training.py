@@ -56,6 +56,36 @@ def test_precise_batchnorm_averages_batch_statistics():
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.full(4, np.var(np.arange(8))), rtol=1e-4)
 
 
+@pytest.mark.parametrize("splits", [1, 2])
+def test_training_step_is_traced_once(splits):
+    """`train` creates the optimizer's slots before `fit`: created inside the first trace of the
+    training step, they make TensorFlow trace the step a second time."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 32, 32, 3), dtype=np.float32)
+    data = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 4, 64))).batch(
+        16, drop_remainder=True)
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), classes=4, alpha=0.35)
+    traces = []
+
+    class CountTraces(keras.callbacks.Callback):
+        """The step's Python runs only while it is traced, and calls `optimizer.apply` once."""
+
+        def on_train_begin(self, logs=None):
+            apply = self.model.optimizer.apply
+
+            def counting(*args, **kwargs):
+                traces.append(1)
+                return apply(*args, **kwargs)
+
+            self.model.optimizer.apply = counting
+
+    recipe = get_recipe("default", epochs=2, batch_size=16, batch_splits=splits,
+                        precise_bn_steps=0)
+    train(model, data, None, recipe, callbacks=[CountTraces()], verbose=0)
+    assert len(traces) == 1
+    assert model.optimizer.iterations.numpy() == 8
+
+
 def test_time_training_step_measures_a_copy():
     """The step timer trains a copy: the model's weights and compile state stay as they were;
     a bigger batch takes longer per step; bad step counts are rejected."""

@@ -341,6 +341,19 @@ def _compile(model, recipe, steps, outputs, timed=False):
         jit_compile=_use_jit(recipe))
 
 
+def _build_optimizer(model, scope):
+    """Creates the optimizer's variables (momentum slots and the like) before `fit`.
+
+    Without a distribution strategy, Keras on TensorFlow leaves that to the first trace of the
+    training step, and a `tf.function` that creates variables is traced a second time; the
+    second trace of a flip-averaged QAT model took 12 s on the 2-core CPU (docs/main_job.md).
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        with scope():
+            optimizer.build(model.trainable_variables)
+
+
 def _in_multi_worker_mode(strategy) -> bool:
     import tensorflow as tf
 
@@ -503,6 +516,7 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     if compile_model:
         with scope():
             _compile(model, recipe, steps, outputs, timed=timer is not None)
+    _build_optimizer(model, scope)
     train_targets = _with_targets(train_data, num_classes, outputs, sparse_rank)
     if steps_per_epoch is None:
         # One iterator for the whole run. Given a finite dataset, Keras creates a new iterator at
