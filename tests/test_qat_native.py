@@ -127,6 +127,41 @@ def test_unsupported_layer_is_named():
         qat(model, None, engine="onnx")
 
 
+def test_calibrate_takes_the_range_over_all_batches_in_one_trace(monkeypatch):
+    """Calibration ranges are the min/max over the batches, as if each batch were calibrated
+    alone; on TensorFlow the model's Python runs once (one trace), not once per batch."""
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), alpha=0.35, classes=10)
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(-s, s, (4, 32, 32, 3)).astype("float32") for s in (0.5, 1.0, 0.8)]
+
+    def ranges(qmodel):
+        return np.array([(q.range_min.numpy(), q.range_max.numpy())
+                         for q in fake_quant_layers(qmodel) if q.fixed_range is None])
+
+    alone = []
+    for x in batches:
+        qmodel = quantize_model(model)
+        assert calibrate(qmodel, [x], steps=1) == 1
+        alone.append(ranges(qmodel))
+    qmodel = quantize_model(model)
+    calls = []
+    real_call = FakeQuant.call
+
+    def counting_call(self, inputs, training=None):
+        calls.append(self.name)
+        return real_call(self, inputs, training=training)
+
+    monkeypatch.setattr(FakeQuant, "call", counting_call)
+    assert calibrate(qmodel, batches + batches, steps=3) == 3
+    together = ranges(qmodel)
+    np.testing.assert_allclose(together[:, 0], np.min([r[:, 0] for r in alone], axis=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(together[:, 1], np.max([r[:, 1] for r in alone], axis=0),
+                               rtol=1e-5, atol=1e-6)
+    assert (together[:, 0] < together[:, 1]).all()
+    assert len(calls) == len(fake_quant_layers(qmodel))
+
+
 def test_qat_model_saves_and_loads(tmp_path):
     model = kerascnn.build("mobilenet_v3_small", input_shape=(32, 32, 3), alpha=0.75, classes=10)
     qmodel = quantize_model(model)
