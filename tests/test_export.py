@@ -56,6 +56,26 @@ def load_tflite_bytes(content):
     return TFLiteModel(content)
 
 
+def test_frozen_once_freezes_each_model_once_with_the_same_files(monkeypatch):
+    """Inside `frozen_once` (which `export` uses) a model is traced and frozen once per batch
+    size for all its formats, and the files are byte for byte those of separate conversions."""
+    from kerascnn.export import convert as convert_module
+
+    model = kerascnn.build("mobilenet_v2", input_shape=(32, 32, 3), classes=4, alpha=0.35)
+    kinds = ("float32", "float16", "dynamic_int8")
+    separate = {kind: to_tflite(model, kind) for kind in kinds}
+    frozen = []
+    real_freeze = convert_module._freeze
+    monkeypatch.setattr(convert_module, "_freeze",
+                        lambda m, batch: frozen.append(batch) or real_freeze(m, batch))
+    with convert_module.frozen_once():
+        assert {kind: to_tflite(model, kind) for kind in kinds} == separate
+        assert tensor_details(to_tflite(model, "float32", batch_size=2))["input"]["shape"][0] == 2
+    assert frozen == [1, 2]
+    to_tflite(model, "float32")  # outside the block every conversion freezes again
+    assert frozen == [1, 2, 1]
+
+
 def test_squeeze_excitation_exports_without_shape_ops():
     """A dynamic batch adds SHAPE/PACK/STRIDED_SLICE around SE blocks (Keras's own export does);
     a fixed batch-1 trace must not."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerascnn.export.convert import tensor_details, tflite_ops, to_tflite
+from kerascnn.export.convert import frozen_once, tensor_details, tflite_ops, to_tflite
 from kerascnn.export.runtime import TFLiteModel
 
 FORMATS = ("keras", "saved_model", "tflite_float32", "tflite_float16", "tflite_dynamic_int8",
@@ -206,35 +206,36 @@ def export(model, out_dir, formats=("keras", "tflite_float32", "tflite_int8"), *
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         entries, report_models = {}, {}
-        for fmt in formats:
-            target = staging / FILES[fmt]
-            if fmt == "keras":
-                model.save(target)
-                entries[fmt] = {"file": target.name, "size_bytes": target.stat().st_size}
-                continue
-            if fmt == "saved_model":
-                model.export(str(target), format="tf_saved_model", verbose=False)
-                entries[fmt] = {"file": target.name}
-                continue
-            from_qat = fmt == "tflite_qat_int8" and qat_model is not None
-            content = to_tflite(qat_model if from_qat else model, fmt.removeprefix("tflite_"),
-                                representative_data=representative_data, io_dtype=io_dtype,
-                                allow_flex=allow_flex)
-            target.write_bytes(content)
-            details = tensor_details(content)
-            entries[fmt] = {"file": target.name, "size_bytes": len(content), **details}
-            runner = TFLiteModel(content)
-            info = {"file": target.name, "size_bytes": len(content), "ops": tflite_ops(content),
-                    "input": details["input"], "output": details["output"]}
-            if keras_probs is not None:
-                reference = qat_probs if from_qat else keras_probs
-                info["agreement"] = _agreement(reference, runner(val_x), val_y)
-                info["agreement"]["reference"] = "qat_model" if from_qat else "model"
-            if latency_runs:
-                info["latency_ms"] = {str(t): round(TFLiteModel(content, num_threads=t)
-                                                    .latency_ms(runs=latency_runs), 3)
-                                      for t in threads}
-            report_models[fmt] = info
+        with frozen_once():  # the float model is frozen once for its four formats
+            for fmt in formats:
+                target = staging / FILES[fmt]
+                if fmt == "keras":
+                    model.save(target)
+                    entries[fmt] = {"file": target.name, "size_bytes": target.stat().st_size}
+                    continue
+                if fmt == "saved_model":
+                    model.export(str(target), format="tf_saved_model", verbose=False)
+                    entries[fmt] = {"file": target.name}
+                    continue
+                from_qat = fmt == "tflite_qat_int8" and qat_model is not None
+                content = to_tflite(qat_model if from_qat else model, fmt.removeprefix("tflite_"),
+                                    representative_data=representative_data, io_dtype=io_dtype,
+                                    allow_flex=allow_flex)
+                target.write_bytes(content)
+                details = tensor_details(content)
+                entries[fmt] = {"file": target.name, "size_bytes": len(content), **details}
+                runner = TFLiteModel(content)
+                info = {"file": target.name, "size_bytes": len(content), "ops": tflite_ops(content),
+                        "input": details["input"], "output": details["output"]}
+                if keras_probs is not None:
+                    reference = qat_probs if from_qat else keras_probs
+                    info["agreement"] = _agreement(reference, runner(val_x), val_y)
+                    info["agreement"]["reference"] = "qat_model" if from_qat else "model"
+                if latency_runs:
+                    info["latency_ms"] = {str(t): round(TFLiteModel(content, num_threads=t)
+                                                        .latency_ms(runs=latency_runs), 3)
+                                          for t in threads}
+                report_models[fmt] = info
         tflite_formats = [f for f in _DEFAULT_ORDER if f in entries]
         from kerascnn.layers.flip_average import wrapped_classifier  # imports keras
 
