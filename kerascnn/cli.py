@@ -609,7 +609,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", type=float, metavar="MIN",
                    help="minutes the whole job may take: the training step is timed first, "
                         "QAT and export set aside, and the training anneals over and stops at "
-                        "the time left (default: 13.5 when --epochs is not given; 0: no budget)")
+                        "the time left (default: 14 when --epochs is not given; 0: no budget)")
     p.add_argument("--qat-epochs", type=int, metavar="N", help="QAT fine-tuning epochs (0: none)")
     p.add_argument("--input-size", type=int, metavar="N", help="square input size")
     p.add_argument("--alpha", type=float, metavar="A", help="width multiplier (MobileNets)")

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from kerascnn.demo import (EVAL_BATCH_COST, FORMATS, STEP_MARGIN, DemoConfig, format_summary,
-                           plan_epochs, run_demo)
+from kerascnn.demo import (EVAL_BATCH_COST, FORMATS, MONITOR_IMAGES, STEP_MARGIN, DemoConfig,
+                           format_summary, plan_epochs, run_demo)
 from kerascnn.export.bundle import FILES
 from kerascnn.quantization.checks import integer_report
 
@@ -58,6 +58,12 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys, monkeypatch):
         assert (out / name).exists(), name
     assert json.loads((out / "demo.json").read_text()) == json.loads(json.dumps(summary))
     assert summary["test_samples"] == 64
+    timings = summary["timings"]
+    assert {"train_s", "train_fit_s", "train_precise_bn_s", "train_evaluation_s", "qat_s",
+            "export_s", "total_s"} <= set(timings)
+    assert timings["train_fit_s"] + timings["train_precise_bn_s"] <= timings["train_s"]
+    assert {"qat_quantize_s", "qat_calibrate_s", "qat_fit_s"} <= set(timings)
+    assert timings["qat_calibrate_s"] + timings["qat_fit_s"] <= timings["qat_s"]
     # QAT ran once, at the demo's gentle rate (the default config's), for the steps asked.
     assert [(c["learning_rate"], c["steps_per_epoch"]) for c in qat_calls] == [(1e-5, 2)]
     assert summary["config"]["qat_learning_rate"] == 1e-5
@@ -115,7 +121,7 @@ def test_plan_epochs_fits_the_budget():
 
 def test_demo_cli_time_budget(monkeypatch):
     """--time-budget MIN sets the budget, 0 turns it off; an explicit --epochs trains all of
-    them unless --time-budget is given too; the default is DemoConfig's 13.5 minutes."""
+    them unless --time-budget is given too; the default is DemoConfig's 14 minutes."""
     import kerascnn.demo
     from kerascnn.cli import main
 
@@ -124,7 +130,7 @@ def test_demo_cli_time_budget(monkeypatch):
     for argv in ([], ["--time-budget", "5"], ["--time-budget", "0"], ["--epochs", "30"],
                  ["--epochs", "30", "--time-budget", "20"]):
         assert main(["demo", *argv]) == 0
-    assert [c.time_budget for c in seen] == [13.5, 5.0, None, None, 20.0]
+    assert [c.time_budget for c in seen] == [14.0, 5.0, None, None, 20.0]
     assert seen[3].epochs == 30
 
 
@@ -178,10 +184,11 @@ def test_demo_gives_the_training_the_time_left(monkeypatch):
     epochs) it gets whole epochs and no limit."""
     import kerascnn.training
 
-    seen = []
+    seen, monitored = [], []
 
     def fake_train(model, train_data, test_data, recipe, **kwargs):
         seen.append((recipe, kwargs.get("time_limit")))
+        monitored.append(int(test_data.cardinality()))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(kerascnn.training, "train", fake_train)
@@ -191,6 +198,8 @@ def test_demo_gives_the_training_the_time_left(monkeypatch):
             run_demo(DemoConfig(epochs=20, alpha=0.35, eval_samples=8, time_budget=14,
                                 progressive_resizing=schedule), verbose=0)
     (recipe, limit), (staged, staged_limit) = seen
+    # Each epoch's progress line scores MONITOR_IMAGES test images: 20 batches of 128.
+    assert monitored == [20, 20] == [-(-MONITOR_IMAGES // 128)] * 2
     # 469 steps of 10 ms per epoch: the plan fits all 20 epochs with time to spare.
     assert recipe.epochs == 20 and 600 < limit < 14 * 60
     assert staged.epochs == 20 and staged_limit is None

@@ -156,6 +156,8 @@ def test_train_stops_on_time_annealed(tmp_path, monkeypatch):
     assert results["stopped_at_step"] == results["steps_trained"] == 13 == len(used)
     assert results["epochs_trained"] == pytest.approx(13 / 8, abs=1e-3)
     assert results["fit_s"] == pytest.approx(13 * 5 / 64, abs=0.05) and "accuracy" in results
+    assert set(results["phase_s"]) == {"fit", "precise_bn", "evaluation"}
+    assert min(results["phase_s"].values()) >= 0
     # Each step's rate: the two-step warm-up, then the cosine of the elapsed share of the limit.
     expected = [cosine_progress(0.1, k, warmup_steps=2, total_steps=400,
                                 time_fraction=k * 5 / 64) for k in range(13)]

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from kerascnn.quantization.native import (UnsupportedLayerError, calibrate, fake_quant_layers,
                                           quantize_model)
@@ -82,7 +83,8 @@ def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "nat
 
     Returns:
         The trained QAT model; `model.history.results` holds the final evaluation when
-        `val_data` is given (native engine).
+        `val_data` is given and, in `phase_s`, the seconds of the rewrite, the calibration and
+        the training phases (native engine, `epochs` > 0).
 
     Raises:
         ValueError: unknown engine or bad arguments.
@@ -105,11 +107,17 @@ def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "nat
 
     from kerascnn.training import train
 
+    started = time.perf_counter()
     qat_model = quantize_model(model, mode=mode)
+    quantized = time.perf_counter()
     calibrate(qat_model, train_data, steps=calibration_steps)
+    calibrated = time.perf_counter()
     if epochs:
         history = train(qat_model, train_data, val_data,
                         qat_recipe(recipe, epochs=epochs, learning_rate=learning_rate),
                         out_dir=out_dir, steps_per_epoch=steps_per_epoch, verbose=verbose)
+        history.results["phase_s"] = {"quantize": round(quantized - started, 1),
+                                      "calibrate": round(calibrated - quantized, 1),
+                                      **history.results.get("phase_s", {})}
         qat_model.history = history
     return qat_model

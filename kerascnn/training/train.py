@@ -485,7 +485,9 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
     Returns:
         The Keras History; `history.results` holds the final evaluation (also in results.json)
         and, with a time limit, `time_limit_s`, `stopped_at_step` (None: the epochs ended
-        first), `steps_trained` and `epochs_trained` (a fraction when stopped mid-epoch).
+        first), `steps_trained` and `epochs_trained` (a fraction when stopped mid-epoch);
+        `phase_s` gives the seconds of `fit` (validation included), precise BN and the final
+        evaluation.
 
     Raises:
         ValueError: a bad recipe, data or time limit.
@@ -564,10 +566,12 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                 raise ValueError("`fused_bn=True` needs the TensorFlow backend and "
                                  "BatchNormalization layers over the last axis of 4-D inputs; "
                                  "this model has none. Use fused_bn='auto' or False.")
+            phase_s, started = {}, time.perf_counter()
             history = model.fit(train_targets, validation_data=val_targets, epochs=recipe.epochs,
                                 steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
                                 verbose=verbose,
                                 shuffle=False)  # the pipeline shuffles; Keras warns otherwise
+            phase_s["fit"] = time.perf_counter() - started
         results = {"epochs": recipe.epochs, "recipe": dataclasses.asdict(recipe),
                    "batch_splits": parts}
         if timer is not None:
@@ -576,12 +580,17 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                            steps_trained=trained, epochs_trained=round(trained / steps_per_epoch, 3),
                            fit_s=round(timer.elapsed_s, 1))
         if recipe.precise_bn_steps:
+            started = time.perf_counter()
             with scope():
                 results["precise_bn_batches"] = precise_batchnorm(model, train_data,
                                                                   recipe.precise_bn_steps)
+            phase_s["precise_bn"] = time.perf_counter() - started
         if val_targets is not None:
+            started = time.perf_counter()
             results.update({k: float(v) for k, v in model.evaluate(
                 val_targets, verbose=0, return_dict=True).items()})
+            phase_s["evaluation"] = time.perf_counter() - started
+        results["phase_s"] = {k: round(v, 1) for k, v in phase_s.items()}
     if out is not None:
         save_atomically(model, out / "last.keras")  # with the re-estimated BN statistics
         _write_json_atomically(out / "results.json", results)
