@@ -388,13 +388,19 @@ def test_multi_worker_mirrored_strategy_with_two_local_workers(tmp_path):
     assert all(r["replicas"] == 2 for r in reports)
     assert all(np.isfinite(r["loss"]).all() and len(r["loss"]) == 2 for r in reports)
     np.testing.assert_allclose(reports[0]["loss"], reports[1]["loss"], rtol=1e-5)
-    assert reports[0]["results"] == reports[1]["results"]
+    assert _outcome(reports[0]["results"]) == _outcome(reports[1]["results"])
     # The chief writes to out_dir, the other worker to out_dir/worker-1; each worker trained on
     # its own shard of the batches, so equal weights mean the gradients were reduced across them.
     chief, other = (keras.saving.load_model(d / "last.keras") for d in (out, out / "worker-1"))
     for a, b in zip(chief.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert _read_epochs(out / "history.csv") == _read_epochs(out / "worker-1" / "history.csv") == [0, 1]
+
+
+def _outcome(results):
+    """`train`'s results without the seconds of its phases, which differ between processes."""
+    assert set(results["phase_s"]) >= {"fit"}
+    return {k: v for k, v in results.items() if k != "phase_s"}
 
 
 def test_cli_train_with_two_workers(tmp_path):
@@ -418,7 +424,7 @@ def test_cli_train_with_two_workers(tmp_path):
         assert p.returncode == 0, err[-3000:]
     assert all("replicas: 2;" in stdout for stdout, _ in outputs)
     chief = json.loads((out / "results.json").read_text())
-    assert chief == json.loads((out / "worker-1" / "results.json").read_text())
+    assert _outcome(chief) == _outcome(json.loads((out / "worker-1" / "results.json").read_text()))
     assert chief["epochs"] == 1 and 0.0 <= chief["accuracy"] <= 1.0
 
 
