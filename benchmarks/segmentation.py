@@ -134,6 +134,20 @@ def pretrain_classifier(args):
     return model, accuracy, seconds
 
 
+def model_kwargs(name, args) -> dict:
+    """The builder arguments of model `name` under the command line's options."""
+    kwargs = dict(MODEL_KWARGS.get(name, {}))
+    if args.upsampling is not None:
+        kwargs["upsampling"] = args.upsampling
+    if args.decoder_filters is not None and name.startswith("unet"):
+        kwargs["decoder_filters"] = tuple(args.decoder_filters)
+    if args.separable_decoder and name.startswith("unet"):
+        kwargs["separable"] = True
+    if args.atrous_rates is not None and name.startswith("deeplab"):
+        kwargs["atrous_rates"] = tuple(args.atrous_rates)
+    return kwargs
+
+
 def run_model(name, args, train_data, test_inputs, test_masks, num_classes, classifier=None):
     """Trains, evaluates and exports one model; returns a row of results."""
     import keras
@@ -147,13 +161,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.image_size, args.image_size, 3)
-    kwargs = dict(MODEL_KWARGS.get(name, {}))
-    if args.upsampling is not None:
-        kwargs["upsampling"] = args.upsampling
-    if args.decoder_filters is not None and name.startswith("unet"):
-        kwargs["decoder_filters"] = tuple(args.decoder_filters)
-    if args.separable_decoder and name.startswith("unet"):
-        kwargs["separable"] = True
+    kwargs = model_kwargs(name, args)
     model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
                            **kwargs)
     copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
@@ -339,6 +347,10 @@ def main(argv=None):
     parser.add_argument("--separable-decoder", action="store_true",
                         help="depthwise-separable 3x3 convolutions in the U-Net's decoder (about "
                              "a fifth less time per training step here); other models ignore it")
+    parser.add_argument("--atrous-rates", type=int, nargs="+",
+                        help="the DeepLab models' ASPP rates (default: the paper's 6 12 18, which "
+                             "on the 4x4 map of a 64x64 scene at output stride 16 see only their "
+                             "centre tap); other models ignore it")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")

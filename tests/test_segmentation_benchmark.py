@@ -71,3 +71,14 @@ def test_pretrain_on_rejects_unknown_sources(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--pretrain-on", "imagenet"])
     assert "invalid choice: 'imagenet'" in capsys.readouterr().err
+
+
+def test_atrous_rates_reach_only_the_deeplab_models(bench):
+    parse = bench.argparse.Namespace
+    args = parse(upsampling=None, decoder_filters=None, separable_decoder=False,
+                 atrous_rates=[1, 2, 3])
+    assert bench.model_kwargs("deeplabv3_plus_mobilenet_v2", args) == {
+        "separable": True, "atrous_rates": (1, 2, 3)}
+    assert "atrous_rates" not in bench.model_kwargs("unet_mobilenet_v2", args)
+    args.atrous_rates = None
+    assert bench.model_kwargs("deeplabv3_plus_mobilenet_v2", args) == {"separable": True}

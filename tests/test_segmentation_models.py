@@ -9,6 +9,7 @@ Keras.
 
 import inspect
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -165,6 +166,50 @@ def test_aspp_rates_double_at_output_stride_8(separable):
     mobile = kerascnn.build("mobile_seg_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35)
     assert aspp_rates(mobile) == []  # Mobile DeepLabv3: 1x1 and image pooling only
     assert {"aspp_b0_conv", "aspp_pool_conv", "aspp_project_conv"} <= {l.name for l in mobile.layers}
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_atrous_rates_replace_the_papers_rates(separable):
+    kwargs = dict(input_shape=(64, 64, 3), alpha=0.35, separable=separable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rates below the 4x4 map: no warning
+        model = kerascnn.build("deeplabv3_plus_mobilenet_v2", atrous_rates=(1, 2, 3), **kwargs)
+    assert aspp_rates(model) == [1, 2, 3]
+    one = kerascnn.build("deeplabv3_mobilenet_v2", atrous_rates=[2], **kwargs)
+    assert aspp_rates(one) == [2]
+    assert "aspp_b2_conv" not in {l.name for l in one.layers}
+
+
+def test_rates_as_large_as_the_map_warn_and_act_as_1x1_convolutions():
+    """At 64x64 and output stride 16 the ASPP map is 4x4: rates 6, 12, 18 leave only the centre
+    tap inside it, so the branch equals a 1x1 convolution with the kernel's centre."""
+    with pytest.warns(UserWarning, match=r"rates \[6, 12, 18\] .* 4x4 feature map") as record:
+        model = kerascnn.build("deeplabv3_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35)
+    assert "atrous_rates=(6, 12, 18)" in str(record[0].message)
+    with pytest.warns(UserWarning, match=r"rates \[4\] "):
+        kerascnn.build("deeplabv3_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35,
+                       atrous_rates=(3, 4))
+    conv = model.get_layer("aspp_b1_conv")
+    features = keras.Model(model.input, conv.input)(np.random.default_rng(0).normal(
+        size=(2, 64, 64, 3)).astype("float32"))
+    centre = keras.ops.einsum("nhwc,cf->nhwf", features, conv.kernel[1, 1])
+    np.testing.assert_allclose(np.asarray(conv(features)), np.asarray(centre), atol=1e-5)
+
+
+@pytest.mark.parametrize("rates", [(), (0, 6), (6.0,), "6", 6, (True,)])
+def test_bad_atrous_rates(rates):
+    with pytest.raises(ValueError, match=re.escape(f"Received: atrous_rates={rates!r}")):
+        kerascnn.build("deeplabv3_plus_mobilenet_v2", input_shape=(64, 64, 3), alpha=0.35,
+                       atrous_rates=rates)
+
+
+def test_mobile_head_takes_no_atrous_rates():
+    with pytest.raises(TypeError, match="'atrous_rates'"):
+        kerascnn.build("mobile_seg_mobilenet_v2", atrous_rates=(1, 2, 3))
+    from kerascnn.models.segmentation.deeplab import deeplab
+    with pytest.raises(ValueError, match="no atrous branches"):
+        deeplab("mobilenet_v2", head="mobile", input_shape=(64, 64, 3), alpha=0.35,
+                atrous_rates=(1,))
 
 
 def test_separable_option_makes_aspp_and_decoder_depthwise():

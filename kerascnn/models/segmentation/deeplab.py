@@ -44,6 +44,8 @@ What differs, and why:
 
 from __future__ import annotations
 
+import warnings
+
 from keras import layers
 
 from kerascnn.blocks.aspp import apply_aspp_block, aspp_rates
@@ -66,7 +68,8 @@ ASPP_FILTERS = 256
 
 def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, classes=21,
             classifier_activation="softmax", weights=None, output_stride=16,
-            upsampling="nearest", separable=False, dropout_rate=0.1, alpha=None, name=None):
+            upsampling="nearest", separable=False, atrous_rates=None, dropout_rate=0.1, alpha=None,
+            name=None):
     """Builds DeepLabv3, DeepLabv3+ or Mobile DeepLabv3 on a registered backbone.
 
     Args:
@@ -86,6 +89,12 @@ def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, cl
         upsampling: "nearest" (default), "bilinear" or "transpose", for the decoder's and the
             final upsampling.
         separable: depthwise-separable 3x3 convolutions in ASPP and in the decoder.
+        atrous_rates: the rates of the ASPP 3x3 branches, one branch each; None (default) gives
+            the paper's rates for `output_stride`. The paper's rates suit its 513x513 crops (a
+            33x33 map at output stride 16). On a map no larger than a rate, every tap of that
+            branch's 3x3 kernel but the centre falls outside the map, and the branch is a 1x1
+            convolution (the paper's section 3.3; a warning says so): a 64x64 input has a 4x4
+            map at output stride 16, where (1, 2, 3) still sees neighbours.
         dropout_rate: dropout after the ASPP projection.
         alpha: width multiplier of a MobileNet backbone.
         name: model name (default e.g. "deeplabv3_plus_mobilenet_v2").
@@ -96,6 +105,10 @@ def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, cl
     Raises:
         ValueError: a bad argument value, an unknown height or width, or one that is not a
             multiple of `output_stride` (the message names the nearest sizes that work).
+
+    Warns:
+        UserWarning: an atrous rate at least as large as the ASPP's feature map (see
+            `atrous_rates`).
 
     Example:
         >>> model = kerascnn.build("deeplabv3_plus_mobilenet_v2", input_shape=(256, 256, 3),
@@ -108,6 +121,10 @@ def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, cl
                             upsampling=upsampling, imagenet_backbone=backbone)
     check_choice("output_stride", output_stride, DEEPLAB_OUTPUT_STRIDES)
     check_bool("separable", separable)
+    if head == "mobile" and atrous_rates is not None:
+        raise ValueError("The 'mobile' head has no atrous branches (1x1 and image pooling only). "
+                         f"Received: atrous_rates={atrous_rates!r}")
+    rates = () if head == "mobile" else _check_atrous_rates(atrous_rates, output_stride)
     check_number("dropout_rate", dropout_rate, low=0.0, high=1.0)
     if dropout_rate >= 1.0:
         raise ValueError(f"`dropout_rate` must be in [0, 1). Received: dropout_rate={dropout_rate!r}")
@@ -119,7 +136,7 @@ def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, cl
     kwargs = {} if alpha is None else {"alpha": alpha}
     features = build_backbone(backbone, image, weights=weights, output_stride=output_stride,
                               **kwargs).output
-    rates = () if head == "mobile" else aspp_rates(output_stride)
+    _warn_degenerate_rates(name, rates, features["P5"].shape[1:3])
     x = apply_aspp_block(features["P5"], filters=ASPP_FILTERS, rates=rates, separable=separable,
                          dropout_rate=dropout_rate, name="aspp")
     factor = output_stride
@@ -132,6 +149,34 @@ def deeplab(backbone, *, head="v3_plus", input_shape=None, input_tensor=None, cl
     outputs = apply_segmentation_output(x, factor=factor, upsampling=upsampling,
                                         classifier_activation=classifier_activation)
     return finish_segmentation_model(inputs=inputs, outputs=outputs, name=name, weights=weights)
+
+
+def _check_atrous_rates(atrous_rates, output_stride) -> tuple:
+    """The ASPP rates: the paper's for `output_stride` when None, else positive ints."""
+    if atrous_rates is None:
+        return aspp_rates(output_stride)
+    if isinstance(atrous_rates, (str, bytes)) or not hasattr(atrous_rates, "__iter__"):
+        rates = None
+    else:
+        rates = tuple(atrous_rates)
+    if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                            for r in rates):
+        raise ValueError("`atrous_rates` must be None or a non-empty sequence of ints >= 1, "
+                         "e.g. (6, 12, 18). Received: "
+                         f"atrous_rates={atrous_rates!r}")
+    return rates
+
+
+def _warn_degenerate_rates(model_name, rates, map_size) -> None:
+    """Warns about ASPP branches whose 3x3 kernel sees only its centre inside the map."""
+    height, width = map_size
+    lost = [r for r in rates if r >= height and r >= width]
+    if lost:
+        warnings.warn(
+            f"{model_name}: ASPP atrous rates {lost} are not smaller than its {height}x{width} "
+            "feature map, so those 3x3 branches see only their centre tap (each acts as a 1x1 "
+            "convolution). Pass smaller `atrous_rates` or a larger input for multi-scale context. "
+            f"Received: atrous_rates={tuple(rates)!r}", UserWarning, stacklevel=3)
 
 
 LRASPP_FILTERS = 128
@@ -219,9 +264,10 @@ deeplabv3_mobilenet_v2 = _register("mobilenet_v2", head="v3", paper=_V3)
 deeplabv3_resnet50 = _register("resnet50", head="v3", paper=_V3, exclude=("alpha",))
 deeplabv3_plus_mobilenet_v2 = _register("mobilenet_v2", head="v3_plus", paper=_V3_PLUS)
 deeplabv3_plus_resnet50 = _register("resnet50", head="v3_plus", paper=_V3_PLUS, exclude=("alpha",))
-# Mobile DeepLabv3 has no 3x3 convolutions in its head: nothing for `separable` to change.
+# Mobile DeepLabv3 has no 3x3 convolutions in its head: nothing for `separable` or
+# `atrous_rates` to change.
 mobile_seg_mobilenet_v2 = _register("mobilenet_v2", head="mobile", paper=_MOBILE,
-                                    exclude=("separable",))
+                                    exclude=("separable", "atrous_rates"))
 
 
 @register_model(family="lraspp", task="segmentation", paper=_LRASPP,
