@@ -175,7 +175,7 @@ def test_atrous_rates_replace_the_papers_rates(separable):
         warnings.simplefilter("error")  # rates below the 4x4 map: no warning
         model = kerascnn.build("deeplabv3_plus_mobilenet_v2", atrous_rates=(1, 2, 3), **kwargs)
     assert aspp_rates(model) == [1, 2, 3]
-    one = kerascnn.build("deeplabv3_mobilenet_v2", atrous_rates=[2], **kwargs)
+    one = kerascnn.build("deeplabv3_mobilenet_v2", atrous_rates=np.array([2]), **kwargs)
     assert aspp_rates(one) == [2]
     assert "aspp_b2_conv" not in {l.name for l in one.layers}
 

@@ -44,6 +44,7 @@ What differs, and why:
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 from keras import layers
@@ -159,12 +160,12 @@ def _check_atrous_rates(atrous_rates, output_stride) -> tuple:
         rates = None
     else:
         rates = tuple(atrous_rates)
-    if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+    if not rates or not all(isinstance(r, numbers.Integral) and not isinstance(r, bool) and r >= 1
                             for r in rates):
         raise ValueError("`atrous_rates` must be None or a non-empty sequence of ints >= 1, "
                          "e.g. (6, 12, 18). Received: "
                          f"atrous_rates={atrous_rates!r}")
-    return rates
+    return tuple(int(r) for r in rates)
 
 
 def _warn_degenerate_rates(model_name, rates, map_size) -> None:
