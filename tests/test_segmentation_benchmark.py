@@ -74,9 +74,8 @@ def test_pretrain_on_rejects_unknown_sources(bench, capsys):
 
 
 def test_atrous_rates_reach_only_the_deeplab_models(bench):
-    parse = bench.argparse.Namespace
-    args = parse(upsampling=None, decoder_filters=None, separable_decoder=False,
-                 atrous_rates=[1, 2, 3])
+    args = bench.argparse.Namespace(upsampling=None, decoder_filters=None,
+                                    separable_decoder=False, atrous_rates=[1, 2, 3])
     assert bench.model_kwargs("deeplabv3_plus_mobilenet_v2", args) == {
         "separable": True, "atrous_rates": (1, 2, 3)}
     assert "atrous_rates" not in bench.model_kwargs("unet_mobilenet_v2", args)
