@@ -155,45 +155,52 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
 
     import kerascnn
     from kerascnn.data import make_segmentation_pipeline, to_model_input
-    from kerascnn.export import TFLiteModel, to_tflite
+    from kerascnn.layers import flip_averaged
     from kerascnn.models.segmentation import transfer_backbone
-    from kerascnn.training import error_breakdown, get_recipe, iou_per_class, mean_iou, train
+    from kerascnn.training import error_breakdown, get_recipe, iou_per_class, train
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.image_size, args.image_size, 3)
     kwargs = model_kwargs(name, args)
     model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
                            **kwargs)
-    copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
     info = kerascnn.model_info(name)
-    pipeline = make_segmentation_pipeline(
-        train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
-        batch_size=args.batch_size, augment=("flip", "random_scale"),
-        scale_range=tuple(args.scale_range), seed=args.seed)
-    recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
-                        weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
-                        warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
-                        precise_bn_steps=50)
     out = Path(args.out_dir) / name if args.out_dir else None
     resumed = out is not None and (out / "backup").exists()
-    start = time.perf_counter()
-    history = train(model, pipeline, None, recipe, out_dir=out,
-                    backup_every_steps=500 if out is not None else None,
-                    verbose=2 if args.verbose else 0)
-    train_s = time.perf_counter() - start
+    if args.from_checkpoint:
+        copied, train_s = None, None
+        model = _load_checkpoint(out / "last.keras", expected=model)
+        final = _last_history_row(out / "history.csv")
+        final_loss, train_miou = final["loss"], final["mean_iou"]
+    else:
+        copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
+        pipeline = make_segmentation_pipeline(
+            train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
+            batch_size=args.batch_size, augment=("flip", "random_scale"),
+            scale_range=tuple(args.scale_range), seed=args.seed)
+        recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
+                            weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
+                            warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
+                            precise_bn_steps=50)
+        start = time.perf_counter()
+        history = train(model, pipeline, None, recipe, out_dir=out,
+                        backup_every_steps=500 if out is not None else None,
+                        verbose=2 if args.verbose else 0)
+        train_s = time.perf_counter() - start
+        final_loss = float(history.history["loss"][-1])
+        train_miou = float(history.history["mean_iou"][-1])
 
     inputs = to_model_input(test_inputs, shape, info.preprocessing)
     keras_probs = model.predict(inputs, batch_size=64, verbose=0)
     keras_pred = keras_probs.argmax(-1)  # once, for every figure below
     breakdown = error_breakdown(test_masks, keras_pred, num_classes)
-
-    start = time.perf_counter()
-    tflite = TFLiteModel(to_tflite(model, "float32"), num_threads=2)
-    convert_s = time.perf_counter() - start
-    tflite_probs = tflite(inputs)
-    tflite_pred = tflite_probs.argmax(-1)
-    tflite_miou = mean_iou(test_masks, tflite_pred, num_classes)
-    agree = float((keras_pred == tflite_pred).mean())
+    exported = _export_and_compare(model, inputs, keras_probs, test_masks, num_classes)
+    flip = None
+    if args.flip_average:
+        averaged = flip_averaged(model)
+        flip_probs = averaged.predict(inputs, batch_size=64, verbose=0)
+        flip = {"breakdown": error_breakdown(test_masks, flip_probs.argmax(-1), num_classes),
+                **_export_and_compare(averaged, inputs, flip_probs, test_masks, num_classes)}
     return {
         "model": name,
         "kwargs": kwargs,
@@ -201,19 +208,75 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         "copied_layers": copied,
         "train_s": train_s,
         "resumed": resumed,
-        "final_loss": float(history.history["loss"][-1]),
-        "train_miou": float(history.history["mean_iou"][-1]),
+        "from_checkpoint": str(out / "last.keras") if args.from_checkpoint else None,
+        # a checkpoint evaluated while its run's backup is still there: the run is not finished
+        "unfinished": bool(args.from_checkpoint and resumed),
+        "final_loss": final_loss,
+        "train_miou": train_miou,
         "keras_miou": breakdown["mean_iou"],
-        "tflite_miou": tflite_miou,
-        "max_abs_diff": float(np.abs(keras_probs - tflite_probs).max()),
-        "argmax_agreement": agree,
-        "tflite_bytes": len(tflite.content),
-        "tflite_ms": tflite.latency_ms(runs=30),
-        "convert_s": convert_s,
+        **exported,
         "iou_per_class": [None if np.isnan(v) else float(v)
                           for v in iou_per_class(test_masks, keras_pred, num_classes)],
         "breakdown": breakdown,
+        "flip_average": flip,
     }
+
+
+def _export_and_compare(model, inputs, keras_probs, test_masks, num_classes) -> dict:
+    """Float32 TFLite export of `model` run on `inputs` (batch 1, 2 threads) against its Keras
+    scores `keras_probs`: the TFLite mean IoU, largest score difference, argmax agreement, size,
+    latency and conversion time."""
+    import numpy as np
+
+    from kerascnn.export import TFLiteModel, to_tflite
+    from kerascnn.training import mean_iou
+
+    start = time.perf_counter()
+    tflite = TFLiteModel(to_tflite(model, "float32"), num_threads=2)
+    convert_s = time.perf_counter() - start
+    tflite_probs = tflite(inputs)
+    tflite_pred = tflite_probs.argmax(-1)
+    return {
+        "tflite_miou": mean_iou(test_masks, tflite_pred, num_classes),
+        "max_abs_diff": float(np.abs(keras_probs - tflite_probs).max()),
+        "argmax_agreement": float((keras_probs.argmax(-1) == tflite_pred).mean()),
+        "tflite_bytes": len(tflite.content),
+        "tflite_ms": tflite.latency_ms(runs=30),
+        "convert_s": convert_s,
+    }
+
+
+def _load_checkpoint(path: Path, expected):
+    """The model saved at `path`, refused unless it has the architecture of `expected` (the model
+    these command-line settings build): the same layer types and weight shapes."""
+    import keras
+
+    if not path.exists():
+        raise FileNotFoundError(f"--from-checkpoint: no checkpoint at {path}; train first with the "
+                                "same settings and --out-dir")
+    model = keras.saving.load_model(path)
+    shapes = [tuple(w.shape) for w in model.weights]
+    wanted = [tuple(w.shape) for w in expected.weights]
+    if shapes != wanted:
+        raise ValueError(f"--from-checkpoint: {path} holds a model with {model.count_params():,} "
+                         f"parameters in {len(shapes)} weights; these settings build one with "
+                         f"{expected.count_params():,} in {len(wanted)}. Give the options of "
+                         "the run that trained it (--decoder-filters, --alpha, --upsampling ...)")
+    return model
+
+
+def _last_history_row(path: Path) -> dict:
+    """The final epoch's training loss and mean IoU from the `history.csv` that `train` writes."""
+    import csv
+
+    if not path.exists():
+        raise FileNotFoundError(f"--from-checkpoint needs the training history {path}; it is "
+                                "written by a complete run with the same --out-dir")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} has no epochs")
+    return {"loss": float(rows[-1]["loss"]), "mean_iou": float(rows[-1]["mean_iou"])}
 
 
 def write_doc(path, rows, args, command, minutes, load_before, load_after, pretrain=None):
@@ -226,7 +289,10 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         "# Segmentation on offline Fashion-MNIST scenes"
         + ("" if pretrain is None else ", backbones from a classifier"),
         "",
-        f"Command: `{command}` ({minutes:.1f} minutes here).",
+        f"Command: `{command}` ({minutes:.1f} minutes here)."
+        + (" It trains nothing: it evaluates the `last.keras` checkpoints that the same command "
+           "without `--from-checkpoint` and `--flip-average` left in its `--out-dir`."
+           if args.from_checkpoint else ""),
         "",
         f"Data: `kerascnn.data.fashion_mnist_scenes` at {args.image_size}x{args.image_size}, "
         f"{args.train_scenes:,} training scenes from the Fashion-MNIST train split and "
@@ -243,12 +309,14 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
             + ("the Fashion-MNIST train split at 32x32" if args.pretrain_on == "items" else
                f"60,000 one-item scenes ({args.image_size}x{args.image_size}, textured background, "
                "one per train-split item, labelled with its class)")
-            + f" ({pretrain['seconds'] / 60:.1f} min"
-            + (", by an earlier run with the same classifier settings and `--out-dir`, whose "
-               "cached classifier this run loaded; that time is not in this run's total"
-               if pretrain.get("cached") else "")
-            + f", {100 * pretrain['accuracy']:.2f} % test "
-            "accuracy" + ("" if args.pretrain_on == "items" else " on one-item scenes of the test split")
+            + (" (its time and accuracy are not on record: `--out-dir` has no cached "
+               "classifier" if pretrain["seconds"] is None else
+               f" ({pretrain['seconds'] / 60:.1f} min"
+               + (", by an earlier run with the same classifier settings and `--out-dir`, whose "
+                  "cached classifier this run loaded; that time is not in this run's total"
+                  if pretrain.get("cached") else "")
+               + f", {100 * pretrain['accuracy']:.2f} % test accuracy"
+               + ("" if args.pretrain_on == "items" else " on one-item scenes of the test split"))
             + "; the stand-in for ImageNet weights, copied with "
             "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
@@ -267,16 +335,40 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
     ]
     for r in rows:
         extra = "".join(f", {k}={v}" for k, v in r["kwargs"].items())
+        if r["train_s"] is None:
+            trained = ("checkpoint of an unfinished run" if r.get("unfinished") else
+                       "earlier run (checkpoint)")
+        else:
+            trained = (f"{r['train_s'] / 60:.1f} min"
+                       f"{' (resumed; this process only)' if r.get('resumed') else ''}")
         lines.append(
-            f"| `{r['model']}`{extra} | {r['params']:,} | {r['train_s'] / 60:.1f} min"
-            f"{' (resumed; this process only)' if r.get('resumed') else ''} | "
+            f"| `{r['model']}`{extra} | {r['params']:,} | {trained} | "
             f"**{r['keras_miou']:.3f}** | {r['tflite_miou']:.3f} | {r['max_abs_diff']:.1e} | "
             f"{100 * r['argmax_agreement']:.3f} % | {r['tflite_bytes'] / 2**20:.2f} MiB | "
             f"{r['tflite_ms']:.2f} ms |")
+    flipped = [r for r in rows if r.get("flip_average")]
+    if flipped:
+        lines += ["", "The same models flip-averaged (`kerascnn.layers.flip_averaged`: the mean "
+                  "of the class scores of the scene and of its mirror image, mirrored back; one "
+                  "model, two passes per scene; TFLite: batch 1 in, both passes inside):", "",
+                  "| model | mIoU Keras | mIoU TFLite | max abs diff | argmax agreement | "
+                  "TFLite latency (2 threads) | foreground IoU | regions named right |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in flipped:
+            f, b = r["flip_average"], r["flip_average"]["breakdown"]
+            lines.append(f"| `{r['model']}` | **{b['mean_iou']:.3f}** | {f['tflite_miou']:.3f} | "
+                         f"{f['max_abs_diff']:.1e} | {100 * f['argmax_agreement']:.3f} % | "
+                         f"{f['tflite_ms']:.2f} ms | {b['foreground_iou']:.3f} | "
+                         f"{100 * b['region_accuracy']:.1f} % |")
     met = [r["model"] for r in rows if r["keras_miou"] >= TARGET_MIOU]
+    met_flip = [r["model"] for r in flipped
+                if r["flip_average"]["breakdown"]["mean_iou"] >= TARGET_MIOU]
     lines += ["", f"Target (issue 5): mean IoU >= {TARGET_MIOU} on the test scenes, trained on "
               "this CPU. Met by: "
-              f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}."]
+              f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}"
+              + (" in one pass; flip-averaged: "
+                 f"{', '.join(f'`{m}`' for m in met_flip) if met_flip else 'none'}"
+                 if flipped else "") + "."]
     lines += ["", "Where the score is lost (Keras model, `kerascnn.training.error_breakdown`): "
               "finding the items (foreground IoU: any item class against background) or naming "
               "them (class accuracy on the pixels that are item in both the truth and the "
@@ -354,6 +446,13 @@ def main(argv=None):
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")
+    parser.add_argument("--from-checkpoint", action="store_true",
+                        help="do not train: evaluate and export each model's last.keras in "
+                             "--out-dir, left there by an earlier run with the same options")
+    parser.add_argument("--flip-average", action="store_true",
+                        help="also evaluate and export each model flip-averaged "
+                             "(`kerascnn.layers.flip_averaged`: the mean of the scores of the "
+                             "scene and of its mirror image, two passes per scene)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run; writes no doc")
     parser.add_argument("--json", help="also write the rows to this JSON file")
@@ -362,6 +461,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.pretrain_epochs < 0:
         parser.error(f"--pretrain-epochs must be >= 0. Received: {args.pretrain_epochs}")
+    if args.from_checkpoint and not args.out_dir:
+        parser.error("--from-checkpoint needs --out-dir, the folder of the run that trained the "
+                     "models")
     if args.quick:
         args.train_scenes, args.test_scenes, args.epochs = 256, 64, 1
         args.pretrain_epochs = min(args.pretrain_epochs, 1)
@@ -390,7 +492,12 @@ def main(argv=None):
     test_inputs, test_masks = generate_fashion_mnist_scenes("test", args.test_scenes,
                                                             seed=args.seed + 1, **scenes)
     classifier, pretrain = None, None
-    if args.pretrain_epochs:
+    if args.pretrain_epochs and args.from_checkpoint:
+        # Nothing to train; the doc still says which classifier the backbones started from.
+        meta = classifier_cache(args) / "meta.json"
+        pretrain = ({**json.loads(meta.read_text()), "cached": True} if meta.exists() else
+                    {"accuracy": None, "seconds": None, "cached": True})
+    elif args.pretrain_epochs:
         cache = classifier_cache(args)
         cached = cache is not None and (cache / "meta.json").exists()
         classifier, accuracy, seconds = pretrain_classifier(args)

@@ -59,12 +59,58 @@ def test_saves_and_loads(classifier, tmp_path):
 
 def test_refuses_what_it_cannot_average():
     inp = keras.Input((16, 16, 3))
-    seg = keras.Model(inp, keras.layers.Conv2D(4, 1, activation="softmax")(inp))
-    with pytest.raises(ValueError, match=r"image classifier.*output \(None, 16, 16, 4\)"):
-        flip_averaged(seg)
+    rows = keras.Model(inp, keras.layers.Reshape((16, 48))(inp))
+    with pytest.raises(ValueError, match=r"classifier or segmentation model.*output \(None, 16, 48\)"):
+        flip_averaged(rows)
     two = keras.Model(inp, [keras.layers.GlobalAveragePooling2D()(inp)] * 2)
     with pytest.raises(ValueError, match="1 input\\(s\\) and 2 output\\(s\\)"):
         flip_averaged(two)
+    with pytest.raises(TypeError, match="Received: unmirror='yes'"):
+        PairMean(unmirror="yes")
+    with pytest.raises(ValueError, match=r"\(2N, H, W, C\) maps. Received shape \(4, 2\)"):
+        PairMean(unmirror=True)(np.zeros((4, 2), "float32"))
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    keras.utils.set_random_seed(1)
+    return kerascnn.build("unet_mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), classes=5)
+
+
+def test_segmentation_maps_are_mirrored_back_before_the_mean(segmenter):
+    """Each pixel's scores are the mean of the model's scores at that pixel and of its scores
+    on the mirror image at the mirrored pixel; a randomly initialised model is not symmetric, so
+    averaging without mirroring back would give other values."""
+    x = np.random.default_rng(3).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    x[:, :, :16] += 0.5  # an asymmetric scene
+    averaged = flip_averaged(segmenter)
+    plain = segmenter.predict(x, verbose=0)
+    mirrored = segmenter.predict(x[:, :, ::-1], verbose=0)
+    got = averaged.predict(x, verbose=0)
+    assert got.shape == plain.shape == (3, 32, 32, 5)
+    np.testing.assert_allclose(got, (plain + mirrored[:, :, ::-1]) / 2, atol=1e-6)
+    assert np.abs(got - (plain + mirrored) / 2).max() > 1e-3
+    np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)  # still softmax scores
+    # Mirroring the input mirrors the averaged output exactly.
+    np.testing.assert_allclose(averaged.predict(x[:, :, ::-1], verbose=0), got[:, :, ::-1],
+                               atol=1e-5)
+
+
+def test_segmentation_wrapper_saves_converts_and_quantizes(segmenter, tmp_path):
+    averaged = flip_averaged(segmenter)
+    averaged.save(tmp_path / "seg.keras")
+    loaded = keras.saving.load_model(tmp_path / "seg.keras")
+    assert loaded.get_layer("flip_mean").unmirror is True
+    x = _images(4)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), averaged.predict(x, verbose=0),
+                               atol=1e-6)
+    content = to_tflite(averaged, "float32")
+    ops = set(tflite_ops(content))
+    assert {"REVERSE_V2", "CONCATENATION", "MEAN"} <= ops
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
+    np.testing.assert_allclose(TFLiteModel(content)(x), averaged.predict(x, verbose=0), atol=1e-5)
+    qat_model = quantize_model(averaged)
+    assert [layer.unmirror for layer in qat_model.layers if isinstance(layer, PairMean)] == [True]
 
 
 def test_float_tflite_matches_keras(classifier):

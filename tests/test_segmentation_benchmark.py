@@ -26,7 +26,7 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
                 "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(out),
                 "--decoder-filters", "48", "32", "24", "16", "8", "--separable-decoder",
-                "--json", str(rows_path)])
+                "--flip-average", "--json", str(rows_path)])
     (row,) = json.loads(rows_path.read_text())
     assert row["model"] == "unet_mobilenet_v2"
     assert row["kwargs"] == {"decoder_filters": [48, 32, 24, 16, 8], "upsampling": "bilinear",
@@ -42,18 +42,49 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     assert breakdown["mean_iou"] == pytest.approx(row["keras_miou"])
     assert breakdown["mean_iou_true_classes"] >= breakdown["mean_iou"] - 1e-9
     assert 0.0 <= breakdown["foreground_iou"] <= 1.0 and breakdown["regions"] > 64  # 64 scenes
+    # Flip averaging: a second figure from the same model, and its export matches Keras too.
+    flip = row["flip_average"]
+    assert flip["argmax_agreement"] > 0.999 and flip["max_abs_diff"] < 1e-4
+    assert abs(flip["breakdown"]["mean_iou"] - flip["tflite_miou"]) < 0.01
+    assert flip["breakdown"]["mean_iou"] != row["keras_miou"]  # two passes, another prediction
 
     # The doc (a --quick run writes none): the breakdown table and a cached classifier's note.
     doc = tmp_path / "doc.md"
     doc_args = bench.argparse.Namespace(
         image_size=64, train_scenes=256, test_scenes=64, items_per_scene=(1, 3),
         item_scale=(1.0, 1.5), pretrain_epochs=1, pretrain_on="scenes", alpha=0.35,
-        learning_rate=5e-3, batch_size=32, epochs=1, scale_range=(0.75, 1.25))
+        learning_rate=5e-3, batch_size=32, epochs=1, scale_range=(0.75, 1.25),
+        from_checkpoint=False)
     bench.write_doc(doc, [row], doc_args, "COMMAND", 1.0, "0 0 0", "0 0 0",
                     {"accuracy": 0.5, "seconds": 60.0, "cached": True})
     text = doc.read_text()
     assert "| `unet_mobilenet_v2` | " + f"{breakdown['foreground_iou']:.3f}" in text
     assert "loaded; that time is not in this run's total" in text
+    assert f"| `unet_mobilenet_v2` | **{flip['breakdown']['mean_iou']:.3f}** | " in text
+    assert "in one pass; flip-averaged: " in text
+
+    # --from-checkpoint evaluates the kept model without training it again: the same figures.
+    again_path = tmp_path / "again.json"
+    bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
+                "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(out),
+                "--decoder-filters", "48", "32", "24", "16", "8", "--separable-decoder",
+                "--from-checkpoint", "--json", str(again_path)])
+    (again,) = json.loads(again_path.read_text())
+    assert again["from_checkpoint"] == str(out / "unet_mobilenet_v2" / "last.keras")
+    assert again["train_s"] is None and again["copied_layers"] is None
+    assert again["unfinished"] is False and again["flip_average"] is None
+    assert again["keras_miou"] == pytest.approx(row["keras_miou"], abs=1e-9)
+    assert again["train_miou"] == pytest.approx(row["train_miou"], rel=1e-6)
+    doc_args.from_checkpoint = True
+    bench.write_doc(doc, [again], doc_args, "COMMAND", 1.0, "0 0 0", "0 0 0",
+                    {"accuracy": None, "seconds": None, "cached": True})
+    text = doc.read_text()
+    assert "It trains nothing" in text and "| earlier run (checkpoint) |" in text
+    assert "its time and accuracy are not on record" in text
+    # Options that build another model than the one kept are refused, naming both sizes.
+    with pytest.raises(ValueError, match="--from-checkpoint: .* parameters .* these settings"):
+        bench.main(["--quick", "--models", "unet_mobilenet_v2", "--out-dir", str(out),
+                    "--from-checkpoint"])
 
     # The classifier is kept: a second run with the same settings loads it instead of training.
     (cache,) = out.glob("classifier_scenes64_*_e1_*_quick")
@@ -71,6 +102,15 @@ def test_pretrain_on_rejects_unknown_sources(bench, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--pretrain-on", "imagenet"])
     assert "invalid choice: 'imagenet'" in capsys.readouterr().err
+
+
+def test_from_checkpoint_needs_the_run_folder(bench, capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--from-checkpoint"])
+    assert "--from-checkpoint needs --out-dir" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*last.keras"):
+        bench.main(["--quick", "--models", "unet_mobilenet_v2", "--out-dir", str(tmp_path),
+                    "--from-checkpoint"])
 
 
 def test_atrous_rates_reach_only_the_deeplab_models(bench):
