@@ -366,7 +366,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
     lines += ["", f"Target (issue 5): mean IoU >= {TARGET_MIOU} on the test scenes, trained on "
               "this CPU. Met by: "
               f"{', '.join(f'`{m}`' for m in met) if met else 'none in this run'}"
-              + (" in one pass; flip-averaged: "
+              + (" (one pass); flip-averaged, by: "
                  f"{', '.join(f'`{m}`' for m in met_flip) if met_flip else 'none'}"
                  if flipped else "") + "."]
     lines += ["", "Where the score is lost (Keras model, `kerascnn.training.error_breakdown`): "

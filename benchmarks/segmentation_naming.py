@@ -12,6 +12,9 @@ saved (`--out-dir DIR` keeps DIR/<model>/last.keras):
 - the items of the benchmark's test scenes grouped by the fraction of their pixels left visible by
   the items pasted over them (the generator's instance masks), each named by the majority of its
   visible pixels' predicted item classes.
+- with `--train-scenes N` (the benchmark's own), also up to `--test-scenes` of the N training
+  scenes, as the model saw them but without augmentation: a score there far above the test
+  scenes' says overfitting, about the same says underfitting.
 
 Usage:
     PYTHONPATH=. python benchmarks/segmentation_naming.py DIR/unet_mobilenet_v2/last.keras \
@@ -73,6 +76,9 @@ def main(argv=None):
     parser.add_argument("--items-per-scene", type=int, nargs=2, default=(1, 3))
     parser.add_argument("--item-scale", type=float, nargs=2, default=(1.0, 1.5))
     parser.add_argument("--seed", type=int, default=0, help="the benchmark's --seed")
+    parser.add_argument("--train-scenes", type=int,
+                        help="the benchmark's --train-scenes: also score up to --test-scenes of "
+                             "those training scenes (no augmentation)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--doc", help="write a Markdown summary here")
     args = parser.parse_args(argv)
@@ -81,6 +87,7 @@ def main(argv=None):
         parser.error(f"no model file at {missing}")
 
     import keras
+    import numpy as np
 
     import kerascnn
     from kerascnn.data import SCENE_CLASSES, generate_fashion_mnist_scenes, to_model_input
@@ -94,6 +101,17 @@ def main(argv=None):
     by_count = {count: generate_fashion_mnist_scenes(
         "test", args.test_scenes, seed=args.seed + 10 + count, items_per_scene=count, **scenes)
         for count in counts}
+    seen = None
+    if args.train_scenes:
+        if args.train_scenes < 1:
+            parser.error(f"--train-scenes must be >= 1. Received: {args.train_scenes}")
+        # The benchmark's training scenes (same generator, settings and seed), a sample of them.
+        train_images, train_masks = generate_fashion_mnist_scenes(
+            "train", args.train_scenes, seed=args.seed,
+            items_per_scene=tuple(args.items_per_scene), **scenes)
+        pick = np.random.default_rng(args.seed + 5).permutation(args.train_scenes)
+        pick = np.sort(pick[:min(args.test_scenes, args.train_scenes)])
+        seen = train_images[pick], train_masks[pick]
     shape = (args.image_size, args.image_size, 3)
     num_classes = len(SCENE_CLASSES)
     results = []
@@ -121,7 +139,9 @@ def main(argv=None):
             "by_visibility": visibility_table(fractions, right),
             "by_item_count": {count: error_breakdown(k_masks, scores(k_images).argmax(-1),
                                                      num_classes)
-                              for count, (k_images, k_masks) in by_count.items()}})
+                              for count, (k_images, k_masks) in by_count.items()},
+            "train_scenes": None if seen is None else
+            error_breakdown(seen[1], scores(seen[0]).argmax(-1), num_classes)})
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -166,6 +186,10 @@ def write_doc(path, results, args, argv):
                   row("the same, flip test-time augmentation", result["flip_tta"])]
         for count, b in result["by_item_count"].items():
             lines.append(row(f"{count} item{'s' if int(count) > 1 else ''} each", b))
+        if result["train_scenes"] is not None:
+            lines.append(row(f"{min(args.test_scenes, args.train_scenes):,} of its "
+                             f"{args.train_scenes:,} training scenes (no augmentation)",
+                             result["train_scenes"]))
         lines += ["", "Items of the benchmark's test scenes by the share of their pixels that "
                   "later items leave visible; an item is named right when the majority of its "
                   "visible pixels' predicted item classes is its class:", "",

@@ -61,7 +61,7 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     assert "| `unet_mobilenet_v2` | " + f"{breakdown['foreground_iou']:.3f}" in text
     assert "loaded; that time is not in this run's total" in text
     assert f"| `unet_mobilenet_v2` | **{flip['breakdown']['mean_iou']:.3f}** | " in text
-    assert "in one pass; flip-averaged: " in text
+    assert " (one pass); flip-averaged, by: " in text
 
     # --from-checkpoint evaluates the kept model without training it again: the same figures.
     again_path = tmp_path / "again.json"

@@ -53,8 +53,8 @@ def test_runs_on_a_saved_model(naming, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     doc, rows = tmp_path / "naming.md", tmp_path / "naming.json"
-    (result,) = naming.main([str(path), "--test-scenes", "6", "--doc", str(doc),
-                             "--json", str(rows)])
+    (result,) = naming.main([str(path), "--test-scenes", "6", "--train-scenes", "40",
+                             "--doc", str(doc), "--json", str(rows)])
     assert set(result["by_item_count"]) == {1, 2, 3}
     assert result["by_item_count"][2]["regions"] <= 12
     assert 6 <= sum(n for _, n, _ in result["by_visibility"]) <= 18  # 6 scenes, 1-3 items each
@@ -62,5 +62,8 @@ def test_runs_on_a_saved_model(naming, tmp_path):
     text = doc.read_text()
     assert "| the same, flip test-time augmentation |" in text and "--doc" not in text
     assert "## `unet_mobilenet_v2`" in text
+    # 6 of the 40 training scenes, scored like the test scenes: 6-18 item regions.
+    assert 6 <= result["train_scenes"]["regions"] <= 18
+    assert "| 6 of its 40 training scenes (no augmentation) |" in text
     with pytest.raises(SystemExit):
         naming.main([str(tmp_path / "missing.keras")])

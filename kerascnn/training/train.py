@@ -4,8 +4,9 @@ What it adds to a plain `model.fit`:
 - the recipe's optimizer, warm-up + cosine schedule, weight decay (not on BN or biases), label
   smoothing and BN momentum; auxiliary classifiers weighted by `recipe.aux_loss_weight`;
 - `out_dir` with `best.keras` and `last.keras` checkpoints, a `BackupAndRestore` backup so that a
-  killed run resumes where it stopped (mid-epoch with `backup_every_steps`), TensorBoard logs,
-  `history.csv`, and `results.json` with the recipe and the final evaluation;
+  killed run resumes from its last backup (at the end of an epoch, or every `backup_every_steps`
+  steps), TensorBoard logs, `history.csv`, and `results.json` with the recipe and the final
+  evaluation;
 - TerminateOnNaN, and "precise BN" after training: the BN statistics are re-estimated as the
   plain average over training batches, so inference mode sees the statistics of the final
   weights instead of a lagging moving average;
@@ -471,7 +472,11 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
         callbacks: extra Keras callbacks.
         steps_per_epoch: batches per epoch (default: the dataset's length).
         backup_every_steps: also back up every N steps (default: at the end of each epoch), so
-            that a run killed mid-epoch loses at most N steps.
+            that a run killed mid-epoch loses at most N steps of training. Keras (3.15) restores
+            the weights and optimizer state of the last backup but starts the interrupted epoch
+            again at its first batch: that epoch runs its steps before the backup a second time,
+            and the learning-rate schedule, which counts optimizer steps, ends that many steps
+            early (the last ones run at the final learning rate).
         verbose: passed to `model.fit` (the progress bar).
         compile_model: compile with the recipe (False: keep the caller's compilation).
         time_limit: seconds of wall time the training (`fit`, validation included) may take, or
