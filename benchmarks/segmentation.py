@@ -17,6 +17,8 @@ Usage:
     PYTHONPATH=. python benchmarks/segmentation.py --quick    # a smoke run, prints only
     PYTHONPATH=. python benchmarks/segmentation.py --pretrain-epochs 6 \
         --doc docs/segmentation_pretrained.md                 # backbones from a classifier
+    PYTHONPATH=. python benchmarks/segmentation.py --out-dir runs/seg ... --from-checkpoint \
+        --flip-average         # evaluate what a run with these options left, also flip-averaged
 """
 
 from __future__ import annotations
@@ -247,8 +249,8 @@ def _export_and_compare(model, inputs, keras_probs, test_masks, num_classes) -> 
 
 
 def _load_checkpoint(path: Path, expected):
-    """The model saved at `path`, refused unless it has the architecture of `expected` (the model
-    these command-line settings build): the same layer types and weight shapes."""
+    """The model saved at `path`, refused unless its weights have the shapes, in order, of those
+    of `expected` (the model these command-line settings build)."""
     import keras
 
     if not path.exists():
