@@ -102,7 +102,7 @@ def main(argv=None):
         "test", args.test_scenes, seed=args.seed + 10 + count, items_per_scene=count, **scenes)
         for count in counts}
     seen = None
-    if args.train_scenes:
+    if args.train_scenes is not None:
         if args.train_scenes < 1:
             parser.error(f"--train-scenes must be >= 1. Received: {args.train_scenes}")
         # The benchmark's training scenes (same generator, settings and seed), a sample of them.
