@@ -85,6 +85,8 @@ def main(argv=None):
     missing = [p for p in args.model_paths if not Path(p).is_file()]
     if missing:
         parser.error(f"no model file at {missing}")
+    if args.train_scenes is not None and args.train_scenes < 1:
+        parser.error(f"--train-scenes must be >= 1. Received: {args.train_scenes}")
 
     import keras
     import numpy as np
@@ -103,8 +105,6 @@ def main(argv=None):
         for count in counts}
     seen = None
     if args.train_scenes is not None:
-        if args.train_scenes < 1:
-            parser.error(f"--train-scenes must be >= 1. Received: {args.train_scenes}")
         # The benchmark's training scenes (same generator, settings and seed), a sample of them.
         train_images, train_masks = generate_fashion_mnist_scenes(
             "train", args.train_scenes, seed=args.seed,
