@@ -19,6 +19,8 @@ Usage:
         --doc docs/segmentation_pretrained.md                 # backbones from a classifier
     PYTHONPATH=. python benchmarks/segmentation.py --out-dir runs/seg ... --from-checkpoint \
         --flip-average         # evaluate what a run with these options left, also flip-averaged
+    PYTHONPATH=. python benchmarks/segmentation.py --out-dir runs/seg2 ... --init-from runs/seg \
+        --epochs 4 --learning-rate 1e-3   # a warm restart: 4 more epochs from runs/seg's models
 """
 
 from __future__ import annotations
@@ -65,15 +67,16 @@ def one_item_scenes(split, count, *, image_size, scale_range, seed, background="
     return images, placed["label"][:, 0].astype("int64")
 
 
-def classifier_cache(args):
-    """The folder under `args.out_dir` that keeps the classifier of these settings (None without
-    `--out-dir`); meta.json in it marks a complete one."""
-    if not args.out_dir:
+def classifier_cache(args, run_dir=None):
+    """The folder under `run_dir` (default `args.out_dir`) that keeps the classifier of these
+    settings (None without one); meta.json in it marks a complete one."""
+    run_dir = run_dir or args.out_dir
+    if not run_dir:
         return None
     # Everything that changes the classifier is in the name, so that no run takes another's.
     domain = ("items" if args.pretrain_on == "items" else
               f"scenes{args.image_size}_{args.item_scale[0]}-{args.item_scale[1]}")
-    return Path(args.out_dir) / (f"classifier_{domain}_e{args.pretrain_epochs}"
+    return Path(run_dir) / (f"classifier_{domain}_e{args.pretrain_epochs}"
                                  f"_a{args.alpha}_s{args.seed}{'_quick' if args.quick else ''}")
 
 
@@ -169,13 +172,20 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     info = kerascnn.model_info(name)
     out = Path(args.out_dir) / name if args.out_dir else None
     resumed = out is not None and (out / "backup").exists()
+    init_from = None
+    if args.init_from:
+        earlier = Path(args.init_from) / name
+        init_from = {"path": str(earlier / "last.keras"), **_earlier_schedule(earlier)}
+        if not args.from_checkpoint:  # else the continued run's own checkpoint is evaluated
+            model = _load_checkpoint(earlier / "last.keras", expected=model, flag="--init-from")
     if args.from_checkpoint:
         copied, train_s = None, None
         model = _load_checkpoint(out / "last.keras", expected=model)
         final = _last_history_row(out / "history.csv")
         final_loss, train_miou = final["loss"], final["mean_iou"]
     else:
-        copied = len(transfer_backbone(classifier, model)) if classifier is not None else 0
+        copied = (None if init_from is not None else
+                  len(transfer_backbone(classifier, model)) if classifier is not None else 0)
         pipeline = make_segmentation_pipeline(
             train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
             batch_size=args.batch_size, augment=("flip", "random_scale"),
@@ -208,6 +218,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         "kwargs": kwargs,
         "params": int(model.count_params()),
         "copied_layers": copied,
+        "init_from": init_from,
         "train_s": train_s,
         "resumed": resumed,
         "from_checkpoint": str(out / "last.keras") if args.from_checkpoint else None,
@@ -248,23 +259,33 @@ def _export_and_compare(model, inputs, keras_probs, test_masks, num_classes) -> 
     }
 
 
-def _load_checkpoint(path: Path, expected):
+def _load_checkpoint(path: Path, expected, flag="--from-checkpoint"):
     """The model saved at `path`, refused unless its weights have the shapes, in order, of those
-    of `expected` (the model these command-line settings build)."""
+    of `expected` (the model these command-line settings build); `flag` names the option that
+    asked for it in the errors."""
     import keras
 
     if not path.exists():
-        raise FileNotFoundError(f"--from-checkpoint: no checkpoint at {path}; train first with the "
+        raise FileNotFoundError(f"{flag}: no checkpoint at {path}; train first with the "
                                 "same settings and --out-dir")
     model = keras.saving.load_model(path)
     shapes = [tuple(w.shape) for w in model.weights]
     wanted = [tuple(w.shape) for w in expected.weights]
     if shapes != wanted:
-        raise ValueError(f"--from-checkpoint: {path} holds a model with {model.count_params():,} "
+        raise ValueError(f"{flag}: {path} holds a model with {model.count_params():,} "
                          f"parameters in {len(shapes)} weights; these settings build one with "
                          f"{expected.count_params():,} in {len(wanted)}. Give the options of "
                          "the run that trained it (--decoder-filters, --alpha, --upsampling ...)")
     return model
+
+
+def _earlier_schedule(run: Path) -> dict:
+    """The epochs and peak learning rate of the training that left its checkpoint in `run` (one
+    model's folder of an earlier run's --out-dir), from the results.json that `train` writes;
+    None for each where that file is missing."""
+    path = run / "results.json"
+    recipe = json.loads(path.read_text()).get("recipe", {}) if path.exists() else {}
+    return {"epochs": recipe.get("epochs"), "learning_rate": recipe.get("learning_rate")}
 
 
 def _last_history_row(path: Path) -> dict:
@@ -279,6 +300,23 @@ def _last_history_row(path: Path) -> dict:
     if not rows:
         raise ValueError(f"{path} has no epochs")
     return {"loss": float(rows[-1]["loss"]), "mean_iou": float(rows[-1]["mean_iou"])}
+
+
+def _continued(rows) -> str:
+    """The doc's words for models that `--init-from` started from an earlier run's checkpoint
+    (empty when none did): which checkpoint, and that run's schedule."""
+    earlier = [r for r in rows if r.get("init_from")]
+    if not earlier:
+        return ""
+    parts = []
+    for r in earlier:
+        e = r["init_from"]
+        schedule = ("" if e["epochs"] is None else
+                    f", {e['epochs']} epochs at peak lr {e['learning_rate']}")
+        parts.append(f"`{r['model']}` from `{e['path']}`{schedule}")
+    return ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
+            "checkpoint of an earlier run of the same model options: " + "; ".join(parts)
+            + "; in that run, ")
 
 
 def write_doc(path, rows, args, command, minutes, load_before, load_after, pretrain=None):
@@ -304,7 +342,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         "Fashion-MNIST classes). "
         "Grayscale scenes are repeated to RGB by the pipeline.",
         "",
-        "Training: `kerascnn.training.train`, " + (
+        "Training: `kerascnn.training.train`, " + _continued(rows) + (
             "from scratch (no pretrained weights)" if pretrain is None else
             f"the backbone initialised from a MobileNetV2 classifier (same width, output stride "
             f"32) trained here for {args.pretrain_epochs} epochs with the main job's recipe on "
@@ -323,7 +361,8 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
             "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
         f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} "
-        f"epochs, BN momentum 0.9 and precise BN, augmentation flip + random scale {args.scale_range[0]}-"
+        f"{'more ' if getattr(args, 'init_from', None) else ''}epochs, BN momentum 0.9 and "
+        f"precise BN, augmentation flip + random scale {args.scale_range[0]}-"
         f"{args.scale_range[1]} (`make_segmentation_pipeline`).",
         "",
         "Evaluation: mean IoU over the test scenes (`kerascnn.training.mean_iou`, the definition "
@@ -450,6 +489,12 @@ def main(argv=None):
     parser.add_argument("--from-checkpoint", action="store_true",
                         help="do not train: evaluate and export each model's last.keras in "
                              "--out-dir, left there by an earlier run with the same options")
+    parser.add_argument("--init-from", metavar="DIR",
+                        help="start each model from the last.keras that an earlier run with the "
+                             "same model options left in DIR (its --out-dir) instead of the "
+                             "classifier's backbone, and train --epochs more epochs on a fresh "
+                             "warm-up and cosine schedule (a warm restart); DIR's checkpoints are "
+                             "only read")
     parser.add_argument("--flip-average", action="store_true",
                         help="also evaluate and export each model flip-averaged "
                              "(`kerascnn.layers.flip_averaged`: the mean of the scores of the "
@@ -465,6 +510,12 @@ def main(argv=None):
     if args.from_checkpoint and not args.out_dir:
         parser.error("--from-checkpoint needs --out-dir, the folder of the run that trained the "
                      "models")
+    if args.init_from and args.out_dir and (
+            Path(args.init_from).resolve() == Path(args.out_dir).resolve()):
+        parser.error("--init-from and --out-dir name the same folder; the new run would write "
+                     f"over the checkpoints it starts from. Received: {args.init_from}")
+    if args.init_from and not Path(args.init_from).is_dir():
+        parser.error(f"--init-from: no such folder: {args.init_from}")
     if args.quick:
         args.train_scenes, args.test_scenes, args.epochs = 256, 64, 1
         args.pretrain_epochs = min(args.pretrain_epochs, 1)
@@ -493,10 +544,12 @@ def main(argv=None):
     test_inputs, test_masks = generate_fashion_mnist_scenes("test", args.test_scenes,
                                                             seed=args.seed + 1, **scenes)
     classifier, pretrain = None, None
-    if args.pretrain_epochs and args.from_checkpoint:
-        # Nothing to train; the doc still says which classifier the backbones started from.
-        meta = classifier_cache(args) / "meta.json"
-        pretrain = ({**json.loads(meta.read_text()), "cached": True} if meta.exists() else
+    if args.pretrain_epochs and (args.from_checkpoint or args.init_from):
+        # No classifier to train; the doc still says which one the backbones started from.
+        metas = [classifier_cache(args, run) / "meta.json"
+                 for run in (args.out_dir, args.init_from) if run]
+        meta = next((m for m in metas if m.exists()), None)
+        pretrain = ({**json.loads(meta.read_text()), "cached": True} if meta else
                     {"accuracy": None, "seconds": None, "cached": True})
     elif args.pretrain_epochs:
         cache = classifier_cache(args)

@@ -2,8 +2,8 @@
 
 The full runs take from ten minutes to hours (docs/segmentation*.md); `--quick` runs the same code
 on a few hundred scenes. These tests check that the pretraining on one-item scenes feeds the
-backbone, that the export still matches Keras, and that `--out-dir` keeps the classifier for a
-later run instead of training it again.
+backbone, that the export still matches Keras, that `--out-dir` keeps the classifier for a
+later run instead of training it again, and that `--init-from` continues a kept model.
 """
 
 import json
@@ -21,7 +21,7 @@ def bench(load_benchmark):
     return load_benchmark("segmentation")
 
 
-def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
+def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch, capsys):
     rows_path, out = tmp_path / "rows.json", tmp_path / "run"
     bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
                 "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(out),
@@ -85,6 +85,45 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path):
     with pytest.raises(ValueError, match="--from-checkpoint: .* parameters .* these settings"):
         bench.main(["--quick", "--models", "unet_mobilenet_v2", "--out-dir", str(out),
                     "--from-checkpoint"])
+
+    # --init-from: a warm restart from that checkpoint into another folder; the earlier run's
+    # checkpoint is only read, its schedule is named in the doc, and no classifier is trained.
+    loaded, load = [], bench._load_checkpoint
+
+    def spy(path, **kwargs):
+        loaded.append((path, kwargs.get("flag")))
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(bench, "_load_checkpoint", spy)
+    kept = (out / "unet_mobilenet_v2" / "last.keras").read_bytes()
+    more, more_path = tmp_path / "more", tmp_path / "more.json"
+    bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
+                "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(more),
+                "--decoder-filters", "48", "32", "24", "16", "8", "--separable-decoder",
+                "--init-from", str(out), "--json", str(more_path)])
+    (cont,) = json.loads(more_path.read_text())
+    assert loaded == [(out / "unet_mobilenet_v2" / "last.keras", "--init-from")]
+    assert cont["init_from"] == {"path": str(out / "unet_mobilenet_v2" / "last.keras"),
+                                 "epochs": 1, "learning_rate": 5e-3}
+    assert cont["copied_layers"] is None and cont["train_s"] > 0
+    assert (more / "unet_mobilenet_v2" / "last.keras").exists()
+    assert not list(more.glob("classifier_*"))  # the classifier was not trained again
+    assert (out / "unet_mobilenet_v2" / "last.keras").read_bytes() == kept
+    doc_args.from_checkpoint, doc_args.init_from = False, str(out)
+    bench.write_doc(doc, [cont], doc_args, "COMMAND", 1.0, "0 0 0", "0 0 0",
+                    {"accuracy": 0.5, "seconds": 60.0, "cached": True})
+    text = doc.read_text()
+    assert ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
+            f"checkpoint of an earlier run of the same model options: `unet_mobilenet_v2` from "
+            f"`{out / 'unet_mobilenet_v2' / 'last.keras'}`, 1 epochs at peak lr 0.005; in that "
+            "run, the backbone initialised from a MobileNetV2 classifier") in text
+    assert "batch 32, 1 more epochs" in text
+    # It is refused where it would write over what it starts from, or build another model.
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--out-dir", str(out), "--init-from", str(out)])
+    assert "would write over the checkpoints it starts from" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--init-from: .* parameters .* these settings"):
+        bench.main(["--quick", "--models", "unet_mobilenet_v2", "--init-from", str(out)])
 
     # The classifier is kept: a second run with the same settings loads it instead of training.
     (cache,) = out.glob("classifier_scenes64_*_e1_*_quick")
