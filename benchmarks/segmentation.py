@@ -354,7 +354,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
                f" ({pretrain['seconds'] / 60:.1f} min"
                + (", by an earlier run with the same classifier settings and `--out-dir`, whose "
                   "cached classifier this run loaded; that time is not in this run's total"
-                  if pretrain.get("cached") else "")
+                  if pretrain.get("cached") and not getattr(args, "init_from", None) else "")
                + f", {100 * pretrain['accuracy']:.2f} % test accuracy"
                + ("" if args.pretrain_on == "items" else " on one-item scenes of the test split"))
             + "; the stand-in for ImageNet weights, copied with "

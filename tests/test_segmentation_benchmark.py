@@ -118,6 +118,7 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch
             f"`{out / 'unet_mobilenet_v2' / 'last.keras'}`, 1 epochs at peak lr 0.005; in that "
             "run, the backbone initialised from a MobileNetV2 classifier") in text
     assert "batch 32, 1 more epochs" in text
+    assert "cached classifier this run loaded" not in text  # it loaded only that run's model
     # It is refused where it would write over what it starts from, or build another model.
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--out-dir", str(out), "--init-from", str(out)])
