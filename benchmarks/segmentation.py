@@ -150,6 +150,8 @@ def model_kwargs(name, args) -> dict:
         kwargs["separable"] = True
     if args.atrous_rates is not None and name.startswith("deeplab"):
         kwargs["atrous_rates"] = tuple(args.atrous_rates)
+    if args.output_stride is not None and name.startswith("deeplab"):
+        kwargs["output_stride"] = args.output_stride
     return kwargs
 
 
@@ -483,6 +485,10 @@ def main(argv=None):
                         help="the DeepLab models' ASPP rates (default: the paper's 6 12 18, which "
                              "on the 4x4 map of a 64x64 scene at output stride 16 see only their "
                              "centre tap); other models ignore it")
+    parser.add_argument("--output-stride", type=int, choices=(8, 16),
+                        help="the DeepLab models' output stride (default 16: the ASPP reads a 4x4 "
+                             "map of a 64x64 scene; 8: an 8x8 map, the last stages dilated); "
+                             "other models ignore it")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")

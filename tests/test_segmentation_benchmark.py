@@ -153,11 +153,16 @@ def test_from_checkpoint_needs_the_run_folder(bench, capsys, tmp_path):
                     "--from-checkpoint"])
 
 
-def test_atrous_rates_reach_only_the_deeplab_models(bench):
+def test_atrous_rates_and_output_stride_reach_only_the_deeplab_models(bench, capsys):
     args = bench.argparse.Namespace(upsampling=None, decoder_filters=None,
-                                    separable_decoder=False, atrous_rates=[1, 2, 3])
+                                    separable_decoder=False, atrous_rates=[1, 2, 3],
+                                    output_stride=8)
     assert bench.model_kwargs("deeplabv3_plus_mobilenet_v2", args) == {
-        "separable": True, "atrous_rates": (1, 2, 3)}
-    assert "atrous_rates" not in bench.model_kwargs("unet_mobilenet_v2", args)
-    args.atrous_rates = None
+        "separable": True, "atrous_rates": (1, 2, 3), "output_stride": 8}
+    unet = bench.model_kwargs("unet_mobilenet_v2", args)
+    assert "atrous_rates" not in unet and "output_stride" not in unet
+    args.atrous_rates = args.output_stride = None
     assert bench.model_kwargs("deeplabv3_plus_mobilenet_v2", args) == {"separable": True}
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--output-stride", "4"])
+    assert "--output-stride: invalid choice: 4" in capsys.readouterr().err
