@@ -327,6 +327,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
 
     from kerascnn.data import SCENE_CLASSES
 
+    continued = _continued(rows)  # empty unless --init-from started the models
     lines = [
         "# Segmentation on offline Fashion-MNIST scenes"
         + ("" if pretrain is None else ", backbones from a classifier"),
@@ -344,7 +345,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         "Fashion-MNIST classes). "
         "Grayscale scenes are repeated to RGB by the pipeline.",
         "",
-        "Training: `kerascnn.training.train`, " + _continued(rows) + (
+        "Training: `kerascnn.training.train`, " + continued + (
             "from scratch (no pretrained weights)" if pretrain is None else
             f"the backbone initialised from a MobileNetV2 classifier (same width, output stride "
             f"32) trained here for {args.pretrain_epochs} epochs with the main job's recipe on "
@@ -356,14 +357,14 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
                f" ({pretrain['seconds'] / 60:.1f} min"
                + (", by an earlier run with the same classifier settings and `--out-dir`, whose "
                   "cached classifier this run loaded; that time is not in this run's total"
-                  if pretrain.get("cached") and not getattr(args, "init_from", None) else "")
+                  if pretrain.get("cached") and not continued else "")
                + f", {100 * pretrain['accuracy']:.2f} % test accuracy"
                + ("" if args.pretrain_on == "items" else " on one-item scenes of the test split"))
             + "; the stand-in for ImageNet weights, copied with "
             "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
         f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} "
-        f"{'more ' if getattr(args, 'init_from', None) else ''}epochs, BN momentum 0.9 and "
+        f"{'more ' if continued else ''}epochs, BN momentum 0.9 and "
         f"precise BN, augmentation flip + random scale {args.scale_range[0]}-"
         f"{args.scale_range[1]} (`make_segmentation_pipeline`).",
         "",
