@@ -179,7 +179,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         earlier = Path(args.init_from) / name
         init_from = {"path": str(earlier / "last.keras"), **_earlier_schedule(earlier)}
         if not args.from_checkpoint:  # else the continued run's own checkpoint is evaluated
-            model = _load_checkpoint(earlier / "last.keras", expected=model, flag="--init-from")
+            model = _warm_start(earlier / "last.keras", model)
     if args.from_checkpoint:
         copied, train_s = None, None
         model = _load_checkpoint(out / "last.keras", expected=model)
@@ -281,6 +281,15 @@ def _load_checkpoint(path: Path, expected, flag="--from-checkpoint"):
     return model
 
 
+def _warm_start(path: Path, model):
+    """`model` (the one these command-line settings build) holding the weights of the checkpoint
+    at `path`. The weights are copied rather than the saved model used, so that options which
+    change no weight take effect: `--output-stride 8` fine-tunes a checkpoint trained at stride 16
+    (the DeepLabv3 paper's recipe), `--atrous-rates` or `--upsampling` may change too."""
+    model.set_weights(_load_checkpoint(path, expected=model, flag="--init-from").get_weights())
+    return model
+
+
 def _earlier_schedule(run: Path) -> dict:
     """The epochs and peak learning rate of the training that left its checkpoint in `run` (one
     model's folder of an earlier run's --out-dir), from the results.json that `train` writes;
@@ -317,7 +326,8 @@ def _continued(rows) -> str:
                     f", {e['epochs']} epochs at peak lr {e['learning_rate']}")
         parts.append(f"`{r['model']}` from `{e['path']}`{schedule}")
     return ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
-            "checkpoint of an earlier run of the same model options: " + "; ".join(parts)
+            "checkpoint of an earlier run (its weights, in the model this command builds): "
+            + "; ".join(parts)
             + "; in that run, ")
 
 
@@ -497,8 +507,10 @@ def main(argv=None):
                         help="do not train: evaluate and export each model's last.keras in "
                              "--out-dir, left there by an earlier run with the same options")
     parser.add_argument("--init-from", metavar="DIR",
-                        help="start each model from the last.keras that an earlier run with the "
-                             "same model options left in DIR (its --out-dir) instead of the "
+                        help="start each model from the weights of the last.keras that an "
+                             "earlier run left in DIR (its --out-dir), which must fit the model "
+                             "these options build (options that change no weight, such as "
+                             "--output-stride, may differ), instead of the "
                              "classifier's backbone, and train --epochs more epochs on a fresh "
                              "warm-up and cosine schedule (a warm restart); DIR's checkpoints are "
                              "only read")

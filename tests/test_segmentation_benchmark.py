@@ -114,7 +114,8 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch
                     {"accuracy": 0.5, "seconds": 60.0, "cached": True})
     text = doc.read_text()
     assert ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
-            f"checkpoint of an earlier run of the same model options: `unet_mobilenet_v2` from "
+            "checkpoint of an earlier run (its weights, in the model this command builds): "
+            f"`unet_mobilenet_v2` from "
             f"`{out / 'unet_mobilenet_v2' / 'last.keras'}`, 1 epochs at peak lr 0.005; in that "
             "run, the backbone initialised from a MobileNetV2 classifier") in text
     assert "batch 32, 1 more epochs" in text
@@ -166,3 +167,31 @@ def test_atrous_rates_and_output_stride_reach_only_the_deeplab_models(bench, cap
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--output-stride", "4"])
     assert "--output-stride: invalid choice: 4" in capsys.readouterr().err
+
+
+def test_init_from_copies_weights_into_the_model_these_options_build(bench, tmp_path):
+    """A checkpoint trained at output stride 16 fine-tunes at stride 8 (the DeepLabv3 recipe):
+    the weights come from the checkpoint, the dilations from the command line."""
+    import keras
+    import numpy as np
+
+    import kerascnn
+
+    def build(stride):
+        return kerascnn.build("deeplabv3_plus_mobilenet_v2", input_shape=(64, 64, 3), classes=11,
+                              alpha=0.35, separable=True, output_stride=stride)
+
+    def dilations(model):
+        return {layer.dilation_rate[0] for layer in model._flatten_layers()
+                if hasattr(layer, "dilation_rate")}
+
+    keras.utils.set_random_seed(1)
+    kept = build(16)
+    kept.save(tmp_path / "last.keras")
+    keras.utils.set_random_seed(2)
+    started = bench._warm_start(tmp_path / "last.keras", fresh := build(8))
+    assert started is fresh
+    # Stride 16: the last stage at rate 2, the ASPP at 6/12/18; stride 8: 2 and 4, and 12/24/36.
+    assert dilations(kept) == {1, 2, 6, 12, 18} and dilations(started) == {1, 2, 4, 12, 24, 36}
+    for a, b in zip(started.weights, kept.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
