@@ -162,15 +162,18 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
 
     import kerascnn
     from kerascnn.data import make_segmentation_pipeline, to_model_input
-    from kerascnn.layers import flip_averaged
+    from kerascnn.layers import flip_averaged, resized_input
     from kerascnn.models.segmentation import transfer_backbone
     from kerascnn.training import error_breakdown, get_recipe, iou_per_class, train
 
     keras.utils.set_random_seed(args.seed)
     shape = (args.image_size, args.image_size, 3)
+    size = args.model_size or args.image_size
     kwargs = model_kwargs(name, args)
-    model = kerascnn.build(name, input_shape=shape, classes=num_classes, alpha=args.alpha,
-                           **kwargs)
+    core = kerascnn.build(name, input_shape=(size, size, 3), classes=num_classes,
+                          alpha=args.alpha, **kwargs)
+    # At another --model-size the scenes are resized to it inside the model and the scores back.
+    model = core if size == args.image_size else resized_input(core, shape)
     info = kerascnn.model_info(name)
     out = Path(args.out_dir) / name if args.out_dir else None
     resumed = out is not None and (out / "backup").exists()
@@ -187,7 +190,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         final_loss, train_miou = final["loss"], final["mean_iou"]
     else:
         copied = (None if init_from is not None else
-                  len(transfer_backbone(classifier, model)) if classifier is not None else 0)
+                  len(transfer_backbone(classifier, core)) if classifier is not None else 0)
         pipeline = make_segmentation_pipeline(
             train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
             batch_size=args.batch_size, augment=("flip", "random_scale"),
@@ -218,6 +221,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     return {
         "model": name,
         "kwargs": kwargs,
+        "model_size": size,
         "params": int(model.count_params()),
         "copied_layers": copied,
         "init_from": init_from,
@@ -353,7 +357,11 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         f"{args.items_per_scene[1]} items per scene, item scale {args.item_scale[0]}x-"
         f"{args.item_scale[1]}x, textured background; 11 classes: background + the 10 "
         "Fashion-MNIST classes). "
-        "Grayscale scenes are repeated to RGB by the pipeline.",
+        "Grayscale scenes are repeated to RGB by the pipeline."
+        + ("" if all(r.get("model_size", args.image_size) == args.image_size for r in rows) else
+           " A model \"run at\" another size takes the scenes resized to it (bilinear, inside "
+           "the model: `kerascnn.layers.resized_input`) and resizes its score maps back to the "
+           "scenes' size; its MACs grow with the pixel count."),
         "",
         "Training: `kerascnn.training.train`, " + continued + (
             "from scratch (no pretrained weights)" if pretrain is None else
@@ -389,6 +397,8 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
     ]
     for r in rows:
         extra = "".join(f", {k}={v}" for k, v in r["kwargs"].items())
+        if r.get("model_size", args.image_size) != args.image_size:
+            extra += f", run at {r['model_size']}x{r['model_size']}"
         if r["train_s"] is None:
             trained = ("checkpoint of an unfinished run" if r.get("unfinished") else
                        "earlier run (checkpoint)")
@@ -500,6 +510,10 @@ def main(argv=None):
                         help="the DeepLab models' output stride (default 16: the ASPP reads a 4x4 "
                              "map of a 64x64 scene; 8: an 8x8 map, the last stages dilated); "
                              "other models ignore it")
+    parser.add_argument("--model-size", type=int, metavar="N",
+                        help="build the models at NxN input and resize the scenes to it inside "
+                             "the model, and the scores back (kerascnn.layers.resized_input); "
+                             "default: the scenes' --image-size")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
                              "a run killed part-way resumes from its last backup (every 500 steps)")
@@ -526,6 +540,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.pretrain_epochs < 0:
         parser.error(f"--pretrain-epochs must be >= 0. Received: {args.pretrain_epochs}")
+    if args.model_size is not None and args.model_size < 1:
+        parser.error(f"--model-size must be a positive number of pixels. Received: "
+                     f"{args.model_size}")
     if args.from_checkpoint and not args.out_dir:
         parser.error("--from-checkpoint needs --out-dir, the folder of the run that trained the "
                      "models")

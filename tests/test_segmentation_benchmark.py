@@ -195,3 +195,28 @@ def test_init_from_copies_weights_into_the_model_these_options_build(bench, tmp_
     assert dilations(kept) == {1, 2, 6, 12, 18} and dilations(started) == {1, 2, 4, 12, 24, 36}
     for a, b in zip(started.weights, kept.weights, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
+def test_model_size_runs_the_model_at_another_resolution_than_the_scenes(bench, tmp_path):
+    """--model-size 80: the model is built at 80x80 and fed the 64x64 scenes resized inside it;
+    its scores come back at 64x64, and the exported file takes the scenes as they are."""
+    rows_path = tmp_path / "rows.json"
+    bench.main(["--quick", "--models", "deeplabv3_plus_mobilenet_v2", "--model-size", "80",
+                "--json", str(rows_path)])
+    (row,) = json.loads(rows_path.read_text())
+    assert row["model_size"] == 80
+    assert row["argmax_agreement"] > 0.999 and row["max_abs_diff"] < 1e-3
+    assert abs(row["keras_miou"] - row["tflite_miou"]) < 0.01
+    assert row["breakdown"]["regions"] > 64  # scored on the 64 scenes at their own size
+    doc = tmp_path / "doc.md"
+    doc_args = bench.argparse.Namespace(
+        image_size=64, train_scenes=256, test_scenes=64, items_per_scene=(1, 3),
+        item_scale=(1.0, 1.5), pretrain_epochs=0, pretrain_on="items", alpha=0.35,
+        learning_rate=5e-3, batch_size=32, epochs=1, scale_range=(0.75, 1.25),
+        from_checkpoint=False, init_from=None)
+    bench.write_doc(doc, [row], doc_args, "COMMAND", 1.0, "0 0 0", "0 0 0")
+    text = doc.read_text()
+    assert "| `deeplabv3_plus_mobilenet_v2`, separable=True, run at 80x80 | " in text
+    assert "takes the scenes resized to it (bilinear, inside the model" in text
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--model-size", "0"])
