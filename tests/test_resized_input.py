@@ -1,5 +1,5 @@
 """`kerascnn.layers.resized_input`: a model run at another resolution than its images (values,
-shared weights, saving, refusals, and a float TFLite file with builtin ops only)."""
+shared weights, saving, refusals, float and full-int8 TFLite files with builtin ops only)."""
 
 import keras
 import numpy as np
@@ -10,6 +10,8 @@ import kerascnn
 from kerascnn.export.convert import tflite_ops, to_tflite
 from kerascnn.export.runtime import TFLiteModel
 from kerascnn.layers import flip_averaged, resized_input
+from kerascnn.quantization import quantize_model
+from kerascnn.quantization.checks import integer_report
 
 
 def _images(n=3, size=32, seed=0):
@@ -81,3 +83,13 @@ def test_refuses_what_it_cannot_resize(segmenter):
     two = keras.Model(inp, [keras.layers.GlobalAveragePooling2D()(inp)] * 2)
     with pytest.raises(ValueError, match=r"1 input\(s\) and 2 output\(s\)"):
         resized_input(two, (8, 8, 3))
+
+
+def test_full_int8_stays_integer(segmenter):
+    """Post-training full int8: the two resizes are integer RESIZE_BILINEAR ops, no float
+    tensor is left; the native QAT copy keeps the wrapper's shapes."""
+    wrapped = resized_input(segmenter, (48, 48, 3))
+    content = to_tflite(wrapped, "int8", representative_data=_images(8, size=48, seed=3))
+    report = integer_report(content)
+    assert report["fully_integer"] and "RESIZE_BILINEAR" in report["ops"]
+    assert quantize_model(wrapped).output_shape == (None, 48, 48, 5)
