@@ -182,10 +182,10 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         earlier = Path(args.init_from) / name
         init_from = {"path": str(earlier / "last.keras"), **_earlier_schedule(earlier)}
         if not args.from_checkpoint:  # else the continued run's own checkpoint is evaluated
-            model = _warm_start(earlier / "last.keras", model)
+            model = _weights_from(earlier / "last.keras", model, flag="--init-from")
     if args.from_checkpoint:
         copied, train_s = None, None
-        model = _load_checkpoint(out / "last.keras", expected=model)
+        model = _weights_from(out / "last.keras", model, flag="--from-checkpoint")
         final = _last_history_row(out / "history.csv")
         final_loss, train_miou = final["loss"], final["mean_iou"]
     else:
@@ -285,12 +285,13 @@ def _load_checkpoint(path: Path, expected, flag="--from-checkpoint"):
     return model
 
 
-def _warm_start(path: Path, model):
+def _weights_from(path: Path, model, flag: str):
     """`model` (the one these command-line settings build) holding the weights of the checkpoint
     at `path`. The weights are copied rather than the saved model used, so that options which
-    change no weight take effect: `--output-stride 8` fine-tunes a checkpoint trained at stride 16
-    (the DeepLabv3 paper's recipe), `--atrous-rates` or `--upsampling` may change too."""
-    model.set_weights(_load_checkpoint(path, expected=model, flag="--init-from").get_weights())
+    change no weight take effect: `--init-from ... --output-stride 8` fine-tunes a checkpoint
+    trained at stride 16 (the DeepLabv3 paper's recipe), `--from-checkpoint --model-size 80` scores
+    a model trained at 64x64 on the scenes resized to 80x80."""
+    model.set_weights(_load_checkpoint(path, expected=model, flag=flag).get_weights())
     return model
 
 
@@ -519,7 +520,9 @@ def main(argv=None):
                              "a run killed part-way resumes from its last backup (every 500 steps)")
     parser.add_argument("--from-checkpoint", action="store_true",
                         help="do not train: evaluate and export each model's last.keras in "
-                             "--out-dir, left there by an earlier run with the same options")
+                             "--out-dir, left there by an earlier run, in the model these options "
+                             "build (options that change no weight, such as --model-size, may "
+                             "differ)")
     parser.add_argument("--init-from", metavar="DIR",
                         help="start each model from the weights of the last.keras that an "
                              "earlier run left in DIR (its --out-dir), which must fit the model "

@@ -189,7 +189,7 @@ def test_init_from_copies_weights_into_the_model_these_options_build(bench, tmp_
     kept = build(16)
     kept.save(tmp_path / "last.keras")
     keras.utils.set_random_seed(2)
-    started = bench._warm_start(tmp_path / "last.keras", fresh := build(8))
+    started = bench._weights_from(tmp_path / "last.keras", fresh := build(8), flag="--init-from")
     assert started is fresh
     # Stride 16: the last stage at rate 2, the ASPP at 6/12/18; stride 8: 2 and 4, and 12/24/36.
     assert dilations(kept) == {1, 2, 6, 12, 18} and dilations(started) == {1, 2, 4, 12, 24, 36}
