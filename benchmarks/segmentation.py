@@ -265,7 +265,7 @@ def _export_and_compare(model, inputs, keras_probs, test_masks, num_classes) -> 
     }
 
 
-def _load_checkpoint(path: Path, expected, flag="--from-checkpoint"):
+def _load_checkpoint(path: Path, expected, flag: str):
     """The model saved at `path`, refused unless its weights have the shapes, in order, of those
     of `expected` (the model these command-line settings build); `flag` names the option that
     asked for it in the errors."""
