@@ -6,7 +6,8 @@ MobileNetV2 classifier trained here for N epochs, on the Fashion-MNIST items at 
 `--pretrain-on scenes`, on one-item scenes like the benchmark's, copied in with
 `kerascnn.models.segmentation.transfer_backbone`; otherwise from scratch), train
 it with `kerascnn.training.train` on `fashion_mnist_scenes("train")` through
-`make_segmentation_pipeline` (flip + mild scale jitter), evaluate mean IoU on scenes made from
+`make_segmentation_pipeline` (flip + mild scale jitter; `--scale-range 1 1`: flip only, the
+scenes at the test scenes' scale), evaluate mean IoU on scenes made from
 the Fashion-MNIST *test* split, convert it to a float32
 TFLite model (`kerascnn.export.to_tflite`, batch 1) and run that on the same test scenes: the
 largest absolute difference of the softmax outputs and the mean IoU of the TFLite predictions
@@ -155,8 +156,10 @@ def model_kwargs(name, args) -> dict:
     return kwargs
 
 
-def run_model(name, args, train_data, test_inputs, test_masks, num_classes, classifier=None):
-    """Trains, evaluates and exports one model; returns a row of results."""
+def run_model(name, args, train_data, test_inputs, test_masks, num_classes, classifier=None,
+              command=None):
+    """Trains, evaluates and exports one model; returns a row of results. `command` (the
+    command line that reproduces the run) goes into the provenance kept with its checkpoints."""
     import keras
     import numpy as np
 
@@ -180,7 +183,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     init_from = None
     if args.init_from:
         earlier = Path(args.init_from) / name
-        init_from = {"path": str(earlier / "last.keras"), **_earlier_schedule(earlier)}
+        init_from = _earlier_run(earlier)
         if not args.from_checkpoint:  # else the continued run's own checkpoint is evaluated
             model = _weights_from(earlier / "last.keras", model, flag="--init-from")
     if args.from_checkpoint:
@@ -191,10 +194,17 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
     else:
         copied = (None if init_from is not None else
                   len(transfer_backbone(classifier, core)) if classifier is not None else 0)
+        augment, augmentation = _augmentation(args.scale_range)
         pipeline = make_segmentation_pipeline(
             train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
-            batch_size=args.batch_size, augment=("flip", "random_scale"),
+            batch_size=args.batch_size, augment=augment,
             scale_range=tuple(args.scale_range), seed=args.seed)
+        if out is not None:  # what a later --init-from run says about where its weights came from
+            _write_json_atomically(out / PROVENANCE, {
+                "command": command if command is None or args.out_dir is None else
+                f"{command} --out-dir {args.out_dir}",
+                "epochs": args.epochs, "learning_rate": args.learning_rate,
+                "augmentation": augmentation, "model_size": size, "init_from": init_from})
         recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
                             weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
                             warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
@@ -295,6 +305,43 @@ def _weights_from(path: Path, model, flag: str):
     return model
 
 
+PROVENANCE = "provenance.json"  # in each model's folder of --out-dir, written as training starts
+
+
+def _augmentation(scale_range) -> tuple[tuple[str, ...], str]:
+    """The training pipeline's augmentations for `--scale-range` and the doc's words for them:
+    flip only when the range is 1-1 (the scenes at the test scenes' scale)."""
+    low, high = scale_range
+    if low == high == 1:
+        return ("flip",), "flip only"
+    return ("flip", "random_scale"), f"flip + random scale {low}-{high}"
+
+
+def _write_json_atomically(path: Path, data) -> None:
+    """`data` as JSON at `path`, written to a temporary file first and moved into place, so that
+    a run killed while writing leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(partial, path)
+
+
+def _earlier_run(run: Path) -> dict:
+    """Where the checkpoint in `run` (one model's folder of an earlier run's --out-dir) came
+    from: its path and that run's epochs and peak learning rate, and, where the run kept its
+    provenance (runs of this benchmark since it writes one), its command, augmentation, model
+    size and its own `init_from` (None: it started from the classifier or from scratch), so a
+    chain of warm restarts can be followed back to its start."""
+    found = {"path": str(run / "last.keras"), **_earlier_schedule(run)}
+    provenance = run / PROVENANCE
+    if provenance.exists():
+        kept = json.loads(provenance.read_text())
+        found.update({key: kept.get(key) for key in
+                      ("epochs", "learning_rate", "augmentation", "model_size", "command",
+                       "init_from")})
+    return found
+
+
 def _earlier_schedule(run: Path) -> dict:
     """The epochs and peak learning rate of the training that left its checkpoint in `run` (one
     model's folder of an earlier run's --out-dir), from the results.json that `train` writes;
@@ -318,22 +365,59 @@ def _last_history_row(path: Path) -> dict:
     return {"loss": float(rows[-1]["loss"]), "mean_iou": float(rows[-1]["mean_iou"])}
 
 
+def _epochs(n) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def _chain(init_from) -> list[dict]:
+    """The earlier runs behind a model started with `--init-from`, the latest first, as far as
+    their provenance goes back."""
+    runs = []
+    while isinstance(init_from, dict):
+        runs.append(init_from)
+        init_from = init_from.get("init_from")
+    return runs
+
+
 def _continued(rows) -> str:
     """The doc's words for models that `--init-from` started from an earlier run's checkpoint
-    (empty when none did): which checkpoint, and that run's schedule."""
+    (empty when none did): which checkpoint, that run's schedule and, where runs kept their
+    provenance, the runs before it back to the first."""
     earlier = [r for r in rows if r.get("init_from")]
     if not earlier:
         return ""
-    parts = []
+    parts, longest = [], 1
     for r in earlier:
-        e = r["init_from"]
-        schedule = ("" if e["epochs"] is None else
-                    f", {e['epochs']} epochs at peak lr {e['learning_rate']}")
-        parts.append(f"`{r['model']}` from `{e['path']}`{schedule}")
+        runs = _chain(r["init_from"])
+        longest = max(longest, len(runs))
+        words = []
+        for e in runs:
+            details = [] if e.get("epochs") is None else [
+                f"{_epochs(e['epochs'])} at peak lr {e['learning_rate']}"]
+            if e.get("augmentation"):
+                details.append(e["augmentation"])
+            if e.get("model_size"):
+                details.append(f"at {e['model_size']}x{e['model_size']}")
+            words.append(f"`{e['path']}`" + (f" ({', '.join(details)})" if details else ""))
+        parts.append(f"`{r['model']}` from " + ", which continued from ".join(words))
     return ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
             "checkpoint of an earlier run (its weights, in the model this command builds): "
             + "; ".join(parts)
-            + "; in that run, ")
+            + ("; in that run, " if longest == 1 else "; in the first of those runs, "))
+
+
+def _earlier_commands(rows) -> list[str]:
+    """The doc's lines listing the commands of the earlier runs behind `--init-from`, first to
+    last (empty when no run kept its command)."""
+    lines = []
+    for r in rows:
+        commands = [e["command"] for e in reversed(_chain(r.get("init_from"))) if e.get("command")]
+        if commands:
+            lines += ["", f"The commands of the earlier runs behind `{r['model']}` that kept "
+                      "theirs, first to last (each `--init-from` names the `--out-dir` of the "
+                      "one before):", ""]
+            lines += [f"    {c}" for c in commands]
+    return lines
 
 
 def write_doc(path, rows, args, command, minutes, load_before, load_after, pretrain=None):
@@ -351,6 +435,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
         + (" It trains nothing: it evaluates the `last.keras` checkpoints that the same command "
            "without `--from-checkpoint` and `--flip-average` left in its `--out-dir`."
            if args.from_checkpoint else ""),
+        *_earlier_commands(rows),
         "",
         f"Data: `kerascnn.data.fashion_mnist_scenes` at {args.image_size}x{args.image_size}, "
         f"{args.train_scenes:,} training scenes from the Fashion-MNIST train split and "
@@ -382,10 +467,10 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
             + "; the stand-in for ImageNet weights, copied with "
             "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
-        f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, {args.epochs} "
-        f"{'more ' if continued else ''}epochs, BN momentum 0.9 and "
-        f"precise BN, augmentation flip + random scale {args.scale_range[0]}-"
-        f"{args.scale_range[1]} (`make_segmentation_pipeline`).",
+        f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, "
+        f"{_epochs(args.epochs).replace(' ', ' more ') if continued else _epochs(args.epochs)}, "
+        f"BN momentum 0.9 and precise BN, augmentation {_augmentation(args.scale_range)[1]} "
+        "(`make_segmentation_pipeline`).",
         "",
         "Evaluation: mean IoU over the test scenes (`kerascnn.training.mean_iou`, the definition "
         "of `keras.metrics.MeanIoU`). Export: `kerascnn.export.to_tflite(model, \"float32\")` "
@@ -599,7 +684,7 @@ def main(argv=None):
     rows = []
     for name in args.models:
         row = run_model(name, args, train_data, test_inputs, test_masks, len(SCENE_CLASSES),
-                        classifier)
+                        classifier, command=command)
         print(json.dumps({k: v for k, v in row.items() if k != "iou_per_class"}), flush=True)
         rows.append(row)
     minutes = (time.perf_counter() - start) / 60

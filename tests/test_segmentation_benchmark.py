@@ -103,8 +103,16 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch
                 "--init-from", str(out), "--json", str(more_path)])
     (cont,) = json.loads(more_path.read_text())
     assert loaded == [(out / "unet_mobilenet_v2" / "last.keras", "--init-from")]
-    assert cont["init_from"] == {"path": str(out / "unet_mobilenet_v2" / "last.keras"),
-                                 "epochs": 1, "learning_rate": 5e-3}
+    # The first run kept its provenance next to its checkpoint; the restart reads it back.
+    first = str(out / "unet_mobilenet_v2" / "last.keras")
+    assert {k: cont["init_from"][k] for k in ("path", "epochs", "learning_rate", "augmentation",
+                                              "model_size", "init_from")} == {
+        "path": first, "epochs": 1, "learning_rate": 5e-3,
+        "augmentation": "flip + random scale 0.75-1.25", "model_size": 64, "init_from": None}
+    assert cont["init_from"]["command"].startswith("PYTHONPATH=. python benchmarks/segmentation.py")
+    assert f"--out-dir {out}" in cont["init_from"]["command"]
+    restart = json.loads((more / "unet_mobilenet_v2" / "provenance.json").read_text())
+    assert restart["init_from"] == cont["init_from"] and restart["epochs"] == 1
     assert cont["copied_layers"] is None and cont["train_s"] > 0
     assert (more / "unet_mobilenet_v2" / "last.keras").exists()
     assert not list(more.glob("classifier_*"))  # the classifier was not trained again
@@ -116,9 +124,11 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch
     assert ("continued (a warm restart: a fresh warm-up and cosine schedule) from the final "
             "checkpoint of an earlier run (its weights, in the model this command builds): "
             f"`unet_mobilenet_v2` from "
-            f"`{out / 'unet_mobilenet_v2' / 'last.keras'}`, 1 epochs at peak lr 0.005; in that "
-            "run, the backbone initialised from a MobileNetV2 classifier") in text
-    assert "batch 32, 1 more epochs" in text
+            f"`{out / 'unet_mobilenet_v2' / 'last.keras'}` (1 epoch at peak lr 0.005, flip + "
+            "random scale 0.75-1.25, at 64x64); in that run, the backbone initialised from a "
+            "MobileNetV2 classifier") in text
+    assert "batch 32, 1 more epoch, " in text
+    assert f"\n    {cont['init_from']['command']}\n" in text  # the earlier run's command
     assert "cached classifier this run loaded" not in text  # it loaded only that run's model
     # It is refused where it would write over what it starts from, or build another model.
     with pytest.raises(SystemExit):
@@ -220,3 +230,32 @@ def test_model_size_runs_the_model_at_another_resolution_than_the_scenes(bench, 
     assert "takes the scenes resized to it (bilinear, inside the model" in text
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--model-size", "0"])
+
+
+def test_a_chain_of_warm_restarts_is_followed_back_to_its_start(bench, tmp_path):
+    """Each run keeps its provenance with its checkpoint, so the doc of the third run in a chain
+    names all three schedules, the augmentation of each (flip only at --scale-range 1 1) and the
+    commands that made them."""
+    first, second = tmp_path / "a" / "unet_mobilenet_v2", tmp_path / "b" / "unet_mobilenet_v2"
+    bench._write_json_atomically(first / "provenance.json", {
+        "command": "CMD-A --out-dir a", "epochs": 10, "learning_rate": 5e-3,
+        "augmentation": "flip + random scale 0.75-1.25", "model_size": 64, "init_from": None})
+    bench._write_json_atomically(second / "provenance.json", {
+        "command": "CMD-B --init-from a --out-dir b", "epochs": 1, "learning_rate": 5e-4,
+        "augmentation": "flip only", "model_size": 80,
+        "init_from": bench._earlier_run(first)})
+    assert not list(tmp_path.rglob("*.partial"))
+    rows = [{"model": "unet_mobilenet_v2", "init_from": bench._earlier_run(second)}]
+    text = bench._continued(rows)
+    assert (f"`unet_mobilenet_v2` from `{second / 'last.keras'}` (1 epoch at peak lr 0.0005, "
+            f"flip only, at 80x80), which continued from `{first / 'last.keras'}` (10 epochs at "
+            "peak lr 0.005, flip + random scale 0.75-1.25, at 64x64); in the first of those "
+            "runs, ") in text
+    lines = bench._earlier_commands(rows)
+    assert lines[-2:] == ["    CMD-A --out-dir a", "    CMD-B --init-from a --out-dir b"]
+    # A checkpoint folder without provenance (runs before it was kept): its schedule alone.
+    (tmp_path / "old" / "m").mkdir(parents=True)
+    assert bench._earlier_run(tmp_path / "old" / "m") == {
+        "path": str(tmp_path / "old" / "m" / "last.keras"), "epochs": None, "learning_rate": None}
+    assert bench._augmentation((1.0, 1.0)) == (("flip",), "flip only")
+    assert bench._augmentation((0.75, 1.25))[0] == ("flip", "random_scale")
