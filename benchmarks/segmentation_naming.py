@@ -15,6 +15,12 @@ saved (`--out-dir DIR` keeps DIR/<model>/last.keras):
 - with `--train-scenes N` (the benchmark's own), also up to `--test-scenes` of the N training
   scenes, as the model saw them but without augmentation: a score there far above the test
   scenes' says overfitting, about the same says underfitting.
+- with `--draws K`, K more sets of test scenes drawn like the benchmark's (same settings, other
+  seeds), each scored in one pass and flip-averaged: how much a figure on the benchmark's 1,000
+  scenes owes to which scenes were drawn.
+
+Models that `kerascnn.layers.resized_input` wrapped (the benchmark's `--model-size`) are accepted:
+their name is the registered one with a `_from<H>x<W>` suffix.
 
 Usage:
     PYTHONPATH=. python benchmarks/segmentation_naming.py DIR/unet_mobilenet_v2/last.keras \
@@ -27,12 +33,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 VISIBLE_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)  # the last bin, [1.0, 1.0], holds the uncovered items
+DRAW_SEED = 101  # --draws K uses the seeds --seed + 101 ... --seed + 100 + K
+
+
+def registered_name(name: str) -> str:
+    """The registry name behind a model's name: `kerascnn.layers.resized_input` names its wrapper
+    "<model name>_from<H>x<W>"."""
+    return re.sub(r"_from\d+x\d+$", "", name)
 
 
 def named_right_by_visibility(placements, predicted):
@@ -79,6 +93,10 @@ def main(argv=None):
     parser.add_argument("--train-scenes", type=int,
                         help="the benchmark's --train-scenes: also score up to --test-scenes of "
                              "those training scenes (no augmentation)")
+    parser.add_argument("--draws", type=int, default=0,
+                        help="also score this many more draws of the benchmark's test scenes "
+                             "(the same settings, seeds --seed + 101 on), in one pass and "
+                             "flip-averaged")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--doc", help="write a Markdown summary here")
     args = parser.parse_args(argv)
@@ -87,6 +105,8 @@ def main(argv=None):
         parser.error(f"no model file at {missing}")
     if args.train_scenes is not None and args.train_scenes < 1:
         parser.error(f"--train-scenes must be >= 1. Received: {args.train_scenes}")
+    if args.draws < 0:
+        parser.error(f"--draws must be >= 0. Received: {args.draws}")
 
     import keras
     import numpy as np
@@ -112,24 +132,36 @@ def main(argv=None):
         pick = np.random.default_rng(args.seed + 5).permutation(args.train_scenes)
         pick = np.sort(pick[:min(args.test_scenes, args.train_scenes)])
         seen = train_images[pick], train_masks[pick]
+    draws = {args.seed + DRAW_SEED + k: generate_fashion_mnist_scenes(
+        "test", args.test_scenes, seed=args.seed + DRAW_SEED + k,
+        items_per_scene=tuple(args.items_per_scene), **scenes) for k in range(args.draws)}
     shape = (args.image_size, args.image_size, 3)
     num_classes = len(SCENE_CLASSES)
     results = []
     for path in args.model_paths:
         model = keras.saving.load_model(path)
-        if model.name not in kerascnn.list_models(task="segmentation"):
+        name = registered_name(model.name)
+        if name not in kerascnn.list_models(task="segmentation"):
             parser.error(f"{path}: its name {model.name!r} is not a registered segmentation model "
                          f"(one of {kerascnn.list_models(task='segmentation')}), so its input "
                          "preprocessing is unknown")
-        preprocessing = kerascnn.model_info(model.name).preprocessing
+        preprocessing = kerascnn.model_info(name).preprocessing
 
         def scores(images):
             return model.predict(to_model_input(images, shape, preprocessing), batch_size=64,
                                  verbose=0)
 
-        plain = scores(images)
-        # Flip TTA: the sum of the two runs' scores has the argmax of their mean.
-        flipped = plain + scores(images[:, :, ::-1])[:, :, ::-1]
+        def one_pass_and_flipped(images):
+            plain = scores(images)
+            # Flip TTA: the sum of the two runs' scores has the argmax of their mean.
+            return plain, plain + scores(images[:, :, ::-1])[:, :, ::-1]
+
+        def both(images, masks):
+            plain, flipped = one_pass_and_flipped(images)
+            return {"one_pass": error_breakdown(masks, plain.argmax(-1), num_classes),
+                    "flip_tta": error_breakdown(masks, flipped.argmax(-1), num_classes)}
+
+        plain, flipped = one_pass_and_flipped(images)
         predicted = plain.argmax(-1)
         fractions, right = named_right_by_visibility(placements, predicted)
         results.append({
@@ -141,7 +173,8 @@ def main(argv=None):
                                                      num_classes)
                               for count, (k_images, k_masks) in by_count.items()},
             "train_scenes": None if seen is None else
-            error_breakdown(seen[1], scores(seen[0]).argmax(-1), num_classes)})
+            error_breakdown(seen[1], scores(seen[0]).argmax(-1), num_classes),
+            "draws": {seed: both(*scenes) for seed, scenes in draws.items()}})
     print(json.dumps(results, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -196,8 +229,33 @@ def write_doc(path, results, args, argv):
                   "| visible | items | named right |", "| --- | ---: | ---: |"]
         for label, n, share in result["by_visibility"]:
             lines.append(f"| {label} | {n:,} | {'n/a' if n == 0 else f'{100 * share:.1f} %'} |")
+        if result["draws"]:
+            lines += draws_table(result, args)
     lines.append("")
     Path(path).write_text("\n".join(lines))
+
+
+def draws_table(result, args) -> list[str]:
+    """The doc's lines for `--draws`: the benchmark's test scenes and each other draw, in one
+    pass and flip-averaged, and the other draws' mean and range."""
+    import numpy as np
+
+    lines = ["", f"The benchmark's test scenes against {len(result['draws'])} more draws of "
+             f"{args.test_scenes:,} test scenes with the same settings (other seeds):", "",
+             "| test scenes | seed | mean IoU | flip-averaged | regions named right |",
+             "| --- | ---: | ---: | ---: | ---: |",
+             f"| the benchmark's | {args.seed + 1} | {result['test_scenes']['mean_iou']:.3f} | "
+             f"{result['flip_tta']['mean_iou']:.3f} | "
+             f"{100 * result['test_scenes']['region_accuracy']:.1f} % |"]
+    for seed, b in result["draws"].items():
+        lines.append(f"| another draw | {seed} | {b['one_pass']['mean_iou']:.3f} | "
+                     f"{b['flip_tta']['mean_iou']:.3f} | "
+                     f"{100 * b['one_pass']['region_accuracy']:.1f} % |")
+    plain = [b["one_pass"]["mean_iou"] for b in result["draws"].values()]
+    flip = [b["flip_tta"]["mean_iou"] for b in result["draws"].values()]
+    lines.append(f"| the other draws: mean (range) | | {np.mean(plain):.3f} ({min(plain):.3f}-"
+                 f"{max(plain):.3f}) | {np.mean(flip):.3f} ({min(flip):.3f}-{max(flip):.3f}) | |")
+    return lines
 
 
 if __name__ == "__main__":

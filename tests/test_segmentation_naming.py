@@ -67,3 +67,35 @@ def test_runs_on_a_saved_model(naming, tmp_path):
     assert "| 6 of its 40 training scenes (no augmentation) |" in text
     with pytest.raises(SystemExit):
         naming.main([str(tmp_path / "missing.keras")])
+    with pytest.raises(SystemExit):
+        naming.main([str(path), "--draws", "-1"])
+
+
+@pytest.mark.skipif(not (DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_other_draws_of_the_test_scenes_and_a_model_run_at_another_size(naming, tmp_path):
+    """--draws scores more test sets drawn like the benchmark's; a model wrapped by
+    resized_input (the benchmark's --model-size) is taken by its registered name."""
+    import kerascnn
+    from kerascnn.layers import resized_input
+
+    core = kerascnn.build("deeplabv3_plus_mobilenet_v2", input_shape=(80, 80, 3), classes=11,
+                          alpha=0.35, atrous_rates=(1, 2, 3))
+    model = resized_input(core, (64, 64, 3))
+    assert model.name == "deeplabv3_plus_mobilenet_v2_from64x64"
+    assert naming.registered_name(model.name) == "deeplabv3_plus_mobilenet_v2"
+    path = tmp_path / "wrapped.keras"
+    model.save(path)
+    doc = tmp_path / "draws.md"
+    (result,) = naming.main([str(path), "--test-scenes", "5", "--draws", "2", "--seed", "3",
+                             "--doc", str(doc)])
+    assert set(result["draws"]) == {104, 105}  # --seed + 101, + 102
+    for b in result["draws"].values():
+        assert set(b) == {"one_pass", "flip_tta"} and 5 <= b["one_pass"]["regions"] <= 15
+    # Another draw is other scenes: its regions or its score differ from the benchmark's.
+    first = result["draws"][104]["one_pass"]
+    assert (first["regions"], first["mean_iou"]) != (result["test_scenes"]["regions"],
+                                                    result["test_scenes"]["mean_iou"])
+    text = doc.read_text()
+    assert "| the benchmark's | 4 | " in text and "| another draw | 105 | " in text
+    assert "| the other draws: mean (range) | | " in text
