@@ -26,6 +26,8 @@ Usage:
     PYTHONPATH=. python benchmarks/segmentation_naming.py DIR/unet_mobilenet_v2/last.keras \
         DIR/deeplabv3_plus_mobilenet_v2/last.keras \
         --doc docs/segmentation_naming.md
+    PYTHONPATH=. python benchmarks/segmentation_naming.py DIR/unet_mobilenet_v2/last.keras \
+        --draws 4      # also four more draws of the test scenes: how lucky the benchmark's is
 """
 
 from __future__ import annotations
