@@ -201,8 +201,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
             scale_range=tuple(args.scale_range), seed=args.seed)
         if out is not None:  # what a later --init-from run says about where its weights came from
             _write_json_atomically(out / PROVENANCE, {
-                "command": command if command is None or args.out_dir is None else
-                f"{command} --out-dir {args.out_dir}",
+                "command": None if command is None else f"{command} --out-dir {args.out_dir}",
                 "epochs": args.epochs, "learning_rate": args.learning_rate,
                 "augmentation": augmentation, "model_size": size, "init_from": init_from})
         recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
@@ -332,14 +331,13 @@ def _earlier_run(run: Path) -> dict:
     provenance (runs of this benchmark since it writes one), its command, augmentation, model
     size and its own `init_from` (None: it started from the classifier or from scratch), so a
     chain of warm restarts can be followed back to its start."""
-    found = {"path": str(run / "last.keras"), **_earlier_schedule(run)}
     provenance = run / PROVENANCE
-    if provenance.exists():
-        kept = json.loads(provenance.read_text())
-        found.update({key: kept.get(key) for key in
-                      ("epochs", "learning_rate", "augmentation", "model_size", "command",
-                       "init_from")})
-    return found
+    if not provenance.exists():
+        return {"path": str(run / "last.keras"), **_earlier_schedule(run)}
+    kept = json.loads(provenance.read_text())
+    return {"path": str(run / "last.keras"),
+            **{key: kept.get(key) for key in ("epochs", "learning_rate", "augmentation",
+                                              "model_size", "command", "init_from")}}
 
 
 def _earlier_schedule(run: Path) -> dict:
@@ -365,8 +363,8 @@ def _last_history_row(path: Path) -> dict:
     return {"loss": float(rows[-1]["loss"]), "mean_iou": float(rows[-1]["mean_iou"])}
 
 
-def _epochs(n) -> str:
-    return f"{n} epoch" if n == 1 else f"{n} epochs"
+def _epochs(n, more: bool = False) -> str:
+    return f"{n} {'more ' if more else ''}epoch{'' if n == 1 else 's'}"
 
 
 def _chain(init_from) -> list[dict]:
@@ -468,7 +466,7 @@ def write_doc(path, rows, args, command, minutes, load_before, load_after, pretr
             "`kerascnn.models.segmentation.transfer_backbone`)") +
         f", MobileNetV2 backbone width alpha={args.alpha}, AdamW lr {args.learning_rate} with "
         f"warm-up and cosine decay, weight decay 1e-4, batch {args.batch_size}, "
-        f"{_epochs(args.epochs).replace(' ', ' more ') if continued else _epochs(args.epochs)}, "
+        f"{_epochs(args.epochs, more=bool(continued))}, "
         f"BN momentum 0.9 and precise BN, augmentation {_augmentation(args.scale_range)[1]} "
         "(`make_segmentation_pipeline`).",
         "",
