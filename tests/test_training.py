@@ -4,6 +4,7 @@ distribution strategies (run in subprocesses, since device set-up is per process
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -336,6 +337,38 @@ def test_run_killed_again_in_its_first_resumed_epoch_keeps_its_place(tmp_path):
                        if name not in {f"started-{first.pid}.txt", f"started-{second.pid}.txt"}]
     assert third_epochs == [1, 2], started
     assert json.loads((out / "results.json").read_text())["epochs"] == 3
+
+
+def test_run_killed_just_after_an_epoch_ends_resumes_at_the_next_epoch(tmp_path):
+    """With step backups (every 4 of 6 steps), Keras's last backup of an epoch records that
+    epoch: a kill before the next step backup ran the finished epoch again. The backup taken at
+    the epoch's end records the next one."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (24, 32, 32, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(24) % 2)).batch(4)
+    recipe = Recipe(optimizer="sgd", learning_rate=0.01, epochs=2, batch_size=4,
+                    warmup_epochs=0, precise_bn_steps=0)
+    snapshot = tmp_path / "backup-after-epoch-1"
+
+    class SnapshotBackup(keras.callbacks.Callback):  # runs after the backup callback
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                shutil.copytree(tmp_path / "first" / "backup", snapshot)
+
+    def build():
+        return kerascnn.build("lenet5", input_shape=(32, 32, 3), classes=2)
+
+    train(build(), data, None, recipe, out_dir=tmp_path / "first", backup_every_steps=4,
+          callbacks=[SnapshotBackup()], verbose=0)
+    assert json.loads((snapshot / "training_metadata.json").read_text())["epoch"] == 1
+
+    # The same run restarted from that backup, as if killed then.
+    shutil.copytree(snapshot, tmp_path / "second" / "backup")
+    started = []
+    trace = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
+    train(build(), data, None, recipe, out_dir=tmp_path / "second", backup_every_steps=4,
+          callbacks=[trace], verbose=0)
+    assert started == [1]
 
 
 def _backup_epoch(out):

@@ -280,11 +280,21 @@ class ResumingBackup(keras.callbacks.BackupAndRestore):
     `save_freq` steps) records epoch 0, so a second kill there restarted the run from epoch 0,
     with trained weights and an optimizer step count past the schedule's end. This callback
     starts counting at the restored epoch.
+
+    With `save_freq` a step count, Keras also takes no backup at the end of an epoch: the last
+    one recorded the finished epoch itself, so a run killed early in the next epoch ran the
+    finished epoch again. This callback backs up at every epoch's end as well.
     """
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._current_epoch = getattr(self.model, "_initial_epoch", None) or 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)  # counts the epoch as done (and saves if per epoch)
+        if self.save_freq != "epoch":
+            self._save_model()
+            self._batches_seen_since_last_saving = 0
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -471,7 +481,7 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             weights while the others resume).
         callbacks: extra Keras callbacks.
         steps_per_epoch: batches per epoch (default: the dataset's length).
-        backup_every_steps: also back up every N steps (default: at the end of each epoch), so
+        backup_every_steps: also back up every N steps (besides the end of each epoch), so
             that a run killed mid-epoch loses at most N steps of training. Keras (3.15) restores
             the weights and optimizer state of the last backup but starts the interrupted epoch
             again at its first batch: that epoch runs its steps before the backup a second time,
