@@ -199,11 +199,13 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
             train_data, input_shape=shape, preprocessing=info.preprocessing, training=True,
             batch_size=args.batch_size, augment=augment,
             scale_range=tuple(args.scale_range), seed=args.seed)
-        if out is not None:  # what a later --init-from run says about where its weights came from
-            _write_json_atomically(out / PROVENANCE, {
-                "command": None if command is None else f"{command} --out-dir {args.out_dir}",
-                "epochs": args.epochs, "learning_rate": args.learning_rate,
-                "augmentation": augmentation, "model_size": size, "init_from": init_from})
+        provenance = {  # what a later --init-from run says about where its weights came from
+            "command": None if command is None else f"{command} --out-dir {args.out_dir}",
+            "epochs": args.epochs, "learning_rate": args.learning_rate,
+            "augmentation": augmentation, "model_size": size, "init_from": init_from}
+        # Written once train() has accepted the folder (it refuses one holding a finished run).
+        write_provenance = keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: _write_json_atomically(out / PROVENANCE, provenance))
         recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
                             weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
                             warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
@@ -211,6 +213,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         start = time.perf_counter()
         history = train(model, pipeline, None, recipe, out_dir=out,
                         backup_every_steps=500 if out is not None else None,
+                        callbacks=[write_provenance] if out is not None else [],
                         verbose=2 if args.verbose else 0)
         train_s = time.perf_counter() - start
         final_loss = float(history.history["loss"][-1])
@@ -600,7 +603,9 @@ def main(argv=None):
                              "default: the scenes' --image-size")
     parser.add_argument("--out-dir",
                         help="keep the classifier and each model's checkpoints and backups here; "
-                             "a run killed part-way resumes from its last backup (every 500 steps)")
+                             "a run killed part-way resumes from its last backup (every 500 steps); "
+                             "a model that finished training here is not trained over (use "
+                             "--from-checkpoint, --init-from or another folder)")
     parser.add_argument("--from-checkpoint", action="store_true",
                         help="do not train: evaluate and export each model's last.keras in "
                              "--out-dir, left there by an earlier run, in the model these options "

@@ -359,6 +359,7 @@ def _cmd_train(args) -> int:
                          f"{args.time_limit:g}")
     history = train(model, train_data, val_data, recipe, out_dir=out,
                     steps_per_epoch=args.steps_per_epoch, backup_every_steps=args.backup_every,
+                    overwrite=args.overwrite,
                     time_limit=None if args.time_limit is None else 60 * args.time_limit)
     print(json.dumps(history.results, indent=2))
     return 0
@@ -565,6 +566,9 @@ def _parser() -> argparse.ArgumentParser:
                         "over that time (or the epochs, if they end first)")
     p.add_argument("--backup-every", type=int, metavar="STEPS",
                    help="back up every STEPS steps as well as every epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in the run directory (without it, a finished "
+                        "run there is an error; an unfinished one resumes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="auto",
                    choices=["auto", "default", "mirrored", "multi_worker"],
@@ -656,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     import_keras_quietly()  # the model modules import keras when the registry is first used
     try:
         return args.func(args)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, FileExistsError) as err:
         print(f"kerascnn: error: {_one_line(err)}", file=sys.stderr)
         return 2
 

@@ -85,6 +85,15 @@ def test_quick_run_with_a_scene_pretrained_backbone(bench, tmp_path, monkeypatch
     with pytest.raises(ValueError, match="--from-checkpoint: .* parameters .* these settings"):
         bench.main(["--quick", "--models", "unet_mobilenet_v2", "--out-dir", str(out),
                     "--from-checkpoint"])
+    # Training again into the folder of the finished run is refused; its files are untouched.
+    kept = {name: (out / "unet_mobilenet_v2" / name).read_bytes()
+            for name in ("last.keras", "provenance.json")}
+    with pytest.raises(FileExistsError, match="unet_mobilenet_v2 holds an earlier run"):
+        bench.main(["--quick", "--models", "unet_mobilenet_v2", "--pretrain-epochs", "1",
+                    "--pretrain-on", "scenes", "--upsampling", "bilinear", "--out-dir", str(out),
+                    "--decoder-filters", "48", "32", "24", "16", "8", "--separable-decoder",
+                    "--epochs", "2"])
+    assert {name: (out / "unet_mobilenet_v2" / name).read_bytes() for name in kept} == kept
 
     # --init-from: a warm restart from that checkpoint into another folder; the earlier run's
     # checkpoint is only read, its schedule is named in the doc, and no classifier is trained.

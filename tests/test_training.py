@@ -371,6 +371,37 @@ def test_run_killed_just_after_an_epoch_ends_resumes_at_the_next_epoch(tmp_path)
     assert started == [1]
 
 
+def test_a_new_run_refuses_to_overwrite_a_finished_one(tmp_path):
+    """A finished run's checkpoints are not trained over unless asked; `overwrite=True` starts
+    a clean run (its history holds its own epochs only); an out_dir left by a run killed before
+    its first checkpoint (only a history header) just trains."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 2)).batch(4)
+    recipe = Recipe(optimizer="sgd", learning_rate=0.01, epochs=1, batch_size=4,
+                    warmup_epochs=0, precise_bn_steps=0)
+
+    def run(out, **kwargs):
+        return train(kerascnn.build("lenet5", input_shape=(32, 32, 3), classes=2), data, None,
+                     recipe, out_dir=out, verbose=0, **kwargs)
+
+    out = tmp_path / "run"
+    run(out)
+    kept = {name: (out / name).read_bytes() for name in ("results.json", "best.keras", "last.keras")}
+    with pytest.raises(FileExistsError, match=r"holds an earlier run \(results.json, best.keras, "
+                                              r"last.keras\).*overwrite=True"):
+        run(out)
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    run(out, overwrite=True)
+    assert _read_epochs(out / "history.csv") == [0]
+
+    early = tmp_path / "killed-early"
+    early.mkdir()
+    (early / "history.csv").write_text("epoch,accuracy,loss\n0,0.5,0.7\n")
+    run(early)
+    assert _read_epochs(early / "history.csv") == [0]
+
+
 def _backup_epoch(out):
     try:
         return json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
@@ -506,6 +537,16 @@ def test_cli_train_then_evaluate(tmp_path, capsys):
     assert results["steps_trained"] == 4
     assert main(["evaluate", str(out / "best.keras"), "--steps", "2"]) == 0
     assert '"accuracy"' in capsys.readouterr().out
+    # The same command again: the finished run is kept, and the error says how to replace it.
+    again = ["train", "mobilenet_v2", "--alpha", "0.35", "--epochs", "1", "--steps-per-epoch", "2",
+             "--batch-size", "32", "--out", str(out)]
+    best = (out / "best.keras").read_bytes()
+    assert main(again) == 2
+    assert f"{out} holds an earlier run" in capsys.readouterr().err
+    assert (out / "best.keras").read_bytes() == best
+    assert main(again + ["--overwrite"]) == 0
+    assert "time_limit_s" not in json.loads((out / "results.json").read_text())  # the new run's
+    assert _read_epochs(out / "history.csv") == [0]
     assert main(["train", "mobilenet_v2", "--recipe", "fast"]) == 2
     assert "Unknown recipe 'fast'" in capsys.readouterr().err
     assert main(["train", "mobilenet_v2", "--batch-splits", "0"]) == 2

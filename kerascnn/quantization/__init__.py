@@ -63,7 +63,8 @@ def qat_recipe(recipe=None, *, epochs: int = 1, learning_rate: float | None = No
 
 def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "native",
         recipe=None, learning_rate: float | None = None, steps_per_epoch: int | None = None,
-        calibration_steps: int = 20, out_dir=None, verbose="auto", mode: str = "ema"):
+        calibration_steps: int = 20, out_dir=None, verbose="auto", mode: str = "ema",
+        overwrite: bool = False):
     """Fine-tunes a trained float model with quantization-aware training.
 
     Args:
@@ -80,6 +81,7 @@ def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "nat
         out_dir: run directory (checkpoints, backups, logs) or None.
         verbose: progress bar setting passed to `fit`.
         mode: activation range tracking of the native engine: "ema" or "learned".
+        overwrite: replace an earlier run in `out_dir` (see `kerascnn.training.train`).
 
     Returns:
         The trained QAT model; `model.history.results` holds the final evaluation when
@@ -115,7 +117,8 @@ def qat(model, train_data, val_data=None, *, epochs: int = 1, engine: str = "nat
     if epochs:
         history = train(qat_model, train_data, val_data,
                         qat_recipe(recipe, epochs=epochs, learning_rate=learning_rate),
-                        out_dir=out_dir, steps_per_epoch=steps_per_epoch, verbose=verbose)
+                        out_dir=out_dir, steps_per_epoch=steps_per_epoch, verbose=verbose,
+                        overwrite=overwrite)
         history.results["phase_s"] = {"quantize": round(quantized - started, 1),
                                       "calibrate": round(calibrated - quantized, 1),
                                       **history.results.get("phase_s", {})}

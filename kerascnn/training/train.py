@@ -331,6 +331,23 @@ def _write_json_atomically(path: Path, data: dict):
     os.replace(tmp, path)
 
 
+FINISHED_RUN_FILES = ("results.json", "best.keras", "last.keras", "history.csv")
+
+
+def _clear_finished_run(out: Path, overwrite: bool):
+    """Before a new (not resumed) run in `out`: refuses to train over an earlier run's
+    checkpoints, or with `overwrite` deletes its files, so that none of them is mistaken for
+    the new run's (its history would have been appended to)."""
+    kept = [name for name in FINISHED_RUN_FILES[:3] if (out / name).exists()]
+    if kept and not overwrite:
+        raise FileExistsError(
+            f"{out} holds an earlier run ({', '.join(kept)}) and no backup to resume from; "
+            "training there would overwrite it. Give another out_dir, or pass overwrite=True "
+            "(command line: --overwrite) to replace that run.")
+    for name in FINISHED_RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def _is_segmentation(model) -> bool:
     """A model whose (first) output is per pixel, (N, H, W, classes)."""
     return len(model.outputs[0].shape) == 4
@@ -459,7 +476,7 @@ def _batch_splits(recipe: Recipe, train_data, strategy) -> int:
 
 def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *, out_dir=None,
           callbacks=(), steps_per_epoch=None, backup_every_steps=None, verbose="auto",
-          compile_model=True, time_limit=None):
+          compile_model=True, time_limit=None, overwrite=False):
     """Trains a classifier or segmentation model with a recipe, checkpoints, resumable backups and logs.
 
     Args:
@@ -496,6 +513,9 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
             or faster machine alike. Precise BN and the final evaluation come after it. With
             `compile_model=False` only the stop applies. TensorFlow backend only. On resumption
             the time counts from the new call.
+        overwrite: a new run may replace an earlier one in `out_dir` (its checkpoints, history
+            and results are deleted first). Without it, `out_dir` must hold no earlier run's
+            checkpoints or results, unless it holds a backup: then the run resumes from it.
 
     Returns:
         The Keras History; `history.results` holds the final evaluation (also in results.json)
@@ -506,6 +526,7 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
 
     Raises:
         ValueError: a bad recipe, data or time limit.
+        FileExistsError: `out_dir` holds a finished run and `overwrite` is False.
     """
     recipe = get_recipe(recipe)
     time_limit = check_time_limit(time_limit)
@@ -521,6 +542,13 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
         set_bn_momentum(model, recipe.bn_momentum)
     # A model built under a tf.distribute strategy must be compiled under it too.
     strategy = getattr(model, "distribute_strategy", None)
+    out = Path(out_dir) if out_dir is not None else None
+    if (out is not None and _in_multi_worker_mode(strategy)
+            and not strategy.extended.should_checkpoint):  # not the chief
+        out = out / f"worker-{strategy.cluster_resolver.task_id}"
+    resuming = out is not None and (out / "backup").exists()
+    if out is not None and not resuming:
+        _clear_finished_run(out, overwrite)
 
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -546,10 +574,6 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                    if val_data is not None else None)
 
     all_callbacks = [keras.callbacks.TerminateOnNaN()]
-    out = Path(out_dir) if out_dir is not None else None
-    if (out is not None and _in_multi_worker_mode(strategy)
-            and not strategy.extended.should_checkpoint):  # not the chief
-        out = out / f"worker-{strategy.cluster_resolver.task_id}"
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         metric = "mean_iou" if _is_segmentation(model) else "accuracy"
@@ -564,7 +588,8 @@ def train(model, train_data, val_data=None, recipe: Recipe | str = "default", *,
                            double_checkpoint=True),
             AtomicCheckpoint(out / "best.keras", monitor=monitor),
             AtomicCheckpoint(out / "last.keras"),
-            keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+            # A resumed run adds to its history; a new one starts it.
+            keras.callbacks.CSVLogger(str(out / "history.csv"), append=resuming),
             keras.callbacks.TensorBoard(str(out / "logs")),
         ]
     all_callbacks += list(callbacks)
