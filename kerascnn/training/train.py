@@ -331,20 +331,21 @@ def _write_json_atomically(path: Path, data: dict):
     os.replace(tmp, path)
 
 
-FINISHED_RUN_FILES = ("results.json", "best.keras", "last.keras", "history.csv")
+RUN_OUTPUTS = ("results.json", "best.keras", "last.keras")  # what a new run must not replace
 
 
 def _clear_finished_run(out: Path, overwrite: bool):
     """Before a new (not resumed) run in `out`: refuses to train over an earlier run's
-    checkpoints, or with `overwrite` deletes its files, so that none of them is mistaken for
-    the new run's (its history would have been appended to)."""
-    kept = [name for name in FINISHED_RUN_FILES[:3] if (out / name).exists()]
+    checkpoints and results or, with `overwrite`, deletes them and its history, so that none of
+    them is mistaken for the new run's (the history would have been appended to). A history
+    alone is what a run killed before its first epoch ended leaves: it is deleted."""
+    kept = [name for name in RUN_OUTPUTS if (out / name).exists()]
     if kept and not overwrite:
         raise FileExistsError(
             f"{out} holds an earlier run ({', '.join(kept)}) and no backup to resume from; "
             "training there would overwrite it. Give another out_dir, or pass overwrite=True "
             "(command line: --overwrite) to replace that run.")
-    for name in FINISHED_RUN_FILES:
+    for name in (*RUN_OUTPUTS, "history.csv"):
         (out / name).unlink(missing_ok=True)
 
 
