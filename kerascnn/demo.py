@@ -55,7 +55,10 @@ class DemoConfig:
             draw on the three moved it by more than 0.08 (docs/main_job.md).
         eval_samples: test images used for the accuracy table (None: the whole test set).
         out: bundle directory (default: export/bundles/<model>).
-        run_dir: training run directory (checkpoints, logs) or None for none.
+        run_dir: training run directory (checkpoints, logs) or None for none. A run killed
+            part-way resumes from it; one that finished there is not trained over unless
+            `overwrite_run_dir` (`kerascnn.training.train`'s `overwrite`).
+        overwrite_run_dir: replace a finished run in `run_dir`.
         latency_runs: timed TFLite invocations per variant and thread count.
         seed: data-order and augmentation seed.
         time_budget: minutes the whole job may take on this machine (None: no limit). Before
@@ -94,6 +97,7 @@ class DemoConfig:
     eval_samples: int | None = None
     out: str | None = None
     run_dir: str | None = None
+    overwrite_run_dir: bool = False
     latency_runs: int = 50
     seed: int = 0
     time_budget: float | None = 14.0
@@ -114,6 +118,9 @@ class DemoConfig:
         if self.flip_average not in ("auto", True, False):
             raise ValueError("`flip_average` must be 'auto', True or False. "
                              f"Received: flip_average={self.flip_average!r}")
+        if not isinstance(self.overwrite_run_dir, bool):
+            raise ValueError("`overwrite_run_dir` must be True or False. "
+                             f"Received: overwrite_run_dir={self.overwrite_run_dir!r}")
         rate = self.qat_learning_rate
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))
                                  or not 0 < rate < 1):
@@ -310,6 +317,7 @@ def run_demo(config: DemoConfig = DemoConfig(), verbose="auto") -> dict:
     t = time.perf_counter()
     trained = twin if twin is not None else model
     history = train(trained, train_data, monitor_data, recipe, out_dir=config.run_dir,
+                    overwrite=config.overwrite_run_dir,
                     steps_per_epoch=config.steps_per_epoch, verbose=verbose,
                     time_limit=time_limit)
     epochs_trained = history.results.get("epochs_trained", recipe.epochs)

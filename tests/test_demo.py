@@ -86,7 +86,8 @@ def test_demo_tiny_budget_end_to_end(tmp_path, capsys, monkeypatch):
                                           ("time_budget", -2.5), ("time_budget", "14"),
                                           ("qat_learning_rate", 0), ("qat_learning_rate", -1e-5),
                                           ("qat_learning_rate", 1.5), ("qat_learning_rate", "1e-5"),
-                                          ("qat_learning_rate", True)])
+                                          ("qat_learning_rate", True),
+                                          ("overwrite_run_dir", "yes")])
 def test_demo_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=f"Received: {field}={value!r}"):
         DemoConfig(**{field: value})
@@ -203,6 +204,18 @@ def test_demo_gives_the_training_the_time_left(monkeypatch):
     # 469 steps of 10 ms per epoch: the plan fits all 20 epochs with time to spare.
     assert recipe.epochs == 20 and 600 < limit < 14 * 60
     assert staged.epochs == 20 and staged_limit is None
+    # The run directory and the permission to replace a finished run there reach train().
+    kept = []
+
+    def keep_train_arguments(model, train_data, test_data, recipe, **kwargs):
+        kept.append(kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kerascnn.training, "train", keep_train_arguments)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(DemoConfig(epochs=2, alpha=0.35, eval_samples=8, time_budget=None,
+                            run_dir="runs/x", overwrite_run_dir=True), verbose=0)
+    assert kept[0]["out_dir"] == "runs/x" and kept[0]["overwrite"] is True
 
 
 def test_demo_cli_reports_bad_input():
