@@ -204,8 +204,8 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
             "epochs": args.epochs, "learning_rate": args.learning_rate,
             "augmentation": augmentation, "model_size": size, "init_from": init_from}
         # Written once train() has accepted the folder (it refuses one holding a finished run).
-        write_provenance = keras.callbacks.LambdaCallback(
-            on_train_begin=lambda logs: _write_json_atomically(out / PROVENANCE, provenance))
+        callbacks = [] if out is None else [keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: _write_json_atomically(out / PROVENANCE, provenance))]
         recipe = get_recipe("default", optimizer="adamw", learning_rate=args.learning_rate,
                             weight_decay=1e-4, epochs=args.epochs, batch_size=args.batch_size,
                             warmup_epochs=min(1.0, args.epochs / 10), label_smoothing=0.0,
@@ -213,7 +213,7 @@ def run_model(name, args, train_data, test_inputs, test_masks, num_classes, clas
         start = time.perf_counter()
         history = train(model, pipeline, None, recipe, out_dir=out,
                         backup_every_steps=500 if out is not None else None,
-                        callbacks=[write_provenance] if out is not None else [],
+                        callbacks=callbacks,
                         verbose=2 if args.verbose else 0)
         train_s = time.perf_counter() - start
         final_loss = float(history.history["loss"][-1])

@@ -339,15 +339,21 @@ def test_run_killed_again_in_its_first_resumed_epoch_keeps_its_place(tmp_path):
     assert json.loads((out / "results.json").read_text())["epochs"] == 3
 
 
+def _train_lenet(out, *, images, epochs, **kwargs):
+    """A fresh two-class LeNet-5 trained in `out` on `images` random 32x32 images, batch 4."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (images, 32, 32, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x, np.arange(images) % 2)).batch(4)
+    recipe = Recipe(optimizer="sgd", learning_rate=0.01, epochs=epochs, batch_size=4,
+                    warmup_epochs=0, precise_bn_steps=0)
+    return train(kerascnn.build("lenet5", input_shape=(32, 32, 3), classes=2), data, None,
+                 recipe, out_dir=out, verbose=0, **kwargs)
+
+
 def test_run_killed_just_after_an_epoch_ends_resumes_at_the_next_epoch(tmp_path):
     """With step backups (every 4 of 6 steps), Keras's last backup of an epoch records that
     epoch: a kill before the next step backup ran the finished epoch again. The backup taken at
     the epoch's end records the next one."""
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (24, 32, 32, 3)).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, np.arange(24) % 2)).batch(4)
-    recipe = Recipe(optimizer="sgd", learning_rate=0.01, epochs=2, batch_size=4,
-                    warmup_epochs=0, precise_bn_steps=0)
     snapshot = tmp_path / "backup-after-epoch-1"
 
     class SnapshotBackup(keras.callbacks.Callback):  # runs after the backup callback
@@ -355,19 +361,16 @@ def test_run_killed_just_after_an_epoch_ends_resumes_at_the_next_epoch(tmp_path)
             if epoch == 0:
                 shutil.copytree(tmp_path / "first" / "backup", snapshot)
 
-    def build():
-        return kerascnn.build("lenet5", input_shape=(32, 32, 3), classes=2)
-
-    train(build(), data, None, recipe, out_dir=tmp_path / "first", backup_every_steps=4,
-          callbacks=[SnapshotBackup()], verbose=0)
+    _train_lenet(tmp_path / "first", images=24, epochs=2, backup_every_steps=4,
+                 callbacks=[SnapshotBackup()])
     assert json.loads((snapshot / "training_metadata.json").read_text())["epoch"] == 1
 
     # The same run restarted from that backup, as if killed then.
     shutil.copytree(snapshot, tmp_path / "second" / "backup")
     started = []
     trace = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: started.append(epoch))
-    train(build(), data, None, recipe, out_dir=tmp_path / "second", backup_every_steps=4,
-          callbacks=[trace], verbose=0)
+    _train_lenet(tmp_path / "second", images=24, epochs=2, backup_every_steps=4,
+                 callbacks=[trace])
     assert started == [1]
 
 
@@ -375,15 +378,9 @@ def test_a_new_run_refuses_to_overwrite_a_finished_one(tmp_path):
     """A finished run's checkpoints are not trained over unless asked; `overwrite=True` starts
     a clean run (its history holds its own epochs only); an out_dir left by a run killed before
     its first checkpoint (only a history header) just trains."""
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 2)).batch(4)
-    recipe = Recipe(optimizer="sgd", learning_rate=0.01, epochs=1, batch_size=4,
-                    warmup_epochs=0, precise_bn_steps=0)
 
     def run(out, **kwargs):
-        return train(kerascnn.build("lenet5", input_shape=(32, 32, 3), classes=2), data, None,
-                     recipe, out_dir=out, verbose=0, **kwargs)
+        return _train_lenet(out, images=8, epochs=1, **kwargs)
 
     out = tmp_path / "run"
     run(out)
